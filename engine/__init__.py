@@ -1,0 +1,1 @@
+"""FDBPL engine: a small Dassl-compatible core (config, registries, data, trainer loop)."""
