@@ -1,0 +1,27 @@
+"""Shared pytest fixtures: a tiny ToyShapes folder and a tiny random CLIP file loaded through the real loader."""
+import pytest
+
+
+@pytest.fixture(scope="session")
+def toy_root():
+    """DATASET.ROOT of a tiny read-only ToyShapes (64 classes, 4/2/3 images of 32 px per class)."""
+    from tests.fixtures.toy_data import shared_toyshapes_root
+
+    return shared_toyshapes_root()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory):
+    """A tiny random ViT CLIP (32 px input, context 16) saved in our self-describing file format."""
+    from tests.fixtures.tiny_clip import tiny_clip_file
+
+    return tiny_clip_file(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _restore_stdout():
+    """train.py tees stdout into log.txt; make sure no test leaks the tee into the next one."""
+    yield
+    from engine.logger import close_logger
+
+    close_logger()

@@ -1,0 +1,144 @@
+"""What every CLIP prompt-learning trainer shares: loading the backbone, precision, the prompted model.
+
+A method file (``coop.py``, ``fdbpl.py``, ...) builds its prompt learner and loss; loading CLIP from the
+config, checking the input size, choosing the precision, the AMP step and checkpoint loading that skips
+class-dependent buffers all live here once.
+"""
+import contextlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.errors import ConfigError
+from engine.trainer import TrainerX
+from trainers.clip_backend import apply_precision, autocast, check_image_size, load_clip
+from trainers.encoders import ImageEncoder, TextEncoder
+
+PRECISIONS = ("fp16", "fp32", "amp")
+
+
+def normalize(x):
+    return F.normalize(x, dim=-1)
+
+
+class PromptedCLIP(nn.Module):
+    """A frozen CLIP whose text side is produced by a prompt learner: image -> logits over its classes.
+
+    Text features depend only on the prompt parameters, so in evaluation they are computed once and reused
+    until a prompt parameter changes (tracked through the tensors' in-place version counters).
+    """
+
+    def __init__(self, clip_model, prompt_learner):
+        super().__init__()
+        self.prompt_learner = prompt_learner
+        self.image_encoder = ImageEncoder(clip_model)
+        self.text_encoder = TextEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale
+        self._text_cache = None
+
+    def _prompt_version(self):
+        tensors = list(self.prompt_learner.parameters()) + list(self.prompt_learner.buffers())
+        return tuple((id(t), t._version) for t in tensors)
+
+    def text_features(self):
+        """L2-normalised text features [C, E] of the current prompts."""
+        cacheable = not torch.is_grad_enabled()
+        if cacheable and self._text_cache is not None and self._text_cache[0] == self._prompt_version():
+            return self._text_cache[1]
+        prompts = self.prompt_learner()
+        feats = normalize(self.text_encoder(prompts, self.prompt_learner.tokenized_prompts))
+        self._text_cache = (self._prompt_version(), feats) if cacheable else None
+        return feats
+
+    def image_features(self, image):
+        return normalize(self.image_encoder(image))
+
+    def forward(self, image):
+        img = self.image_features(image)
+        txt = self.text_features()
+        return self.logit_scale.exp() * img @ txt.t().to(img.dtype)
+
+
+class ClipPromptTrainer(TrainerX):
+    """Base of the CLIP trainers: config node for precision, backbone loading, AMP-aware optimisation.
+
+    Subclasses set ``CFG_NODE`` (the ``TRAINER.<NODE>`` holding ``PREC``) and implement ``build_model`` and
+    ``forward_backward``.
+    """
+
+    CFG_NODE = "COOP"
+    scaler = None
+
+    def check_cfg(self, cfg):
+        prec = cfg.TRAINER[self.CFG_NODE].PREC
+        if prec not in PRECISIONS:
+            raise ConfigError(f"TRAINER.{self.CFG_NODE}.PREC is {prec!r}; choose one of {', '.join(PRECISIONS)}")
+
+    @property
+    def precision(self):
+        """The precision actually used: the configured one on GPU, fp32 on CPU (fp16 kernels are GPU-only)."""
+        prec = self.cfg.TRAINER[self.CFG_NODE].PREC
+        return prec if self.device.type == "cuda" else "fp32"
+
+    def load_clip_model(self, name=None):
+        """Load the configured backbone (or ``name``), check INPUT.SIZE, and cast it for the precision."""
+        name = name or self.cfg.MODEL.BACKBONE.NAME
+        if not name:
+            raise ConfigError("MODEL.BACKBONE.NAME is empty; set it in the config (e.g. ViT-B/32) or pass --backbone")
+        print(f"Loading CLIP (backbone: {name})")
+        clip_model = load_clip(name)
+        check_image_size(self.cfg.INPUT.SIZE, clip_model)
+        configured = self.cfg.TRAINER[self.CFG_NODE].PREC
+        if configured != self.precision:
+            print(f"Note: PREC {configured} needs a GPU; running in {self.precision} on {self.device.type}")
+        apply_precision(clip_model, self.precision)
+        return clip_model
+
+    def build_prompted_model(self, clip_model, prompt_learner, name="prompt_learner"):
+        """Wrap, freeze everything but the learner, move to the device, build optimiser + scheduler, register."""
+        from engine.checkpoint import load_pretrained_weights
+        from engine.optim import build_lr_scheduler, build_optimizer
+
+        model = PromptedCLIP(clip_model, prompt_learner)
+        for pname, p in model.named_parameters():
+            p.requires_grad_(pname.startswith("prompt_learner."))
+        if self.cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(prompt_learner, self.cfg.MODEL.INIT_WEIGHTS)
+        model.to(self.device)
+        optim = build_optimizer(prompt_learner, self.cfg.OPTIM)
+        sched = build_lr_scheduler(optim, self.cfg.OPTIM)
+        self.register_model(name, prompt_learner, optim, sched)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
+        return model
+
+    def autocast(self):
+        """Mixed-precision context for the forward pass (a no-op unless PREC is amp on a GPU)."""
+        if self.precision == "amp":
+            return autocast("amp", self.device.type)
+        return contextlib.nullcontext()
+
+    def optimize(self, loss, names=None):
+        """zero_grad -> backward (NaN check) -> step, through the GradScaler when PREC is amp."""
+        if self.scaler is None:
+            self.model_backward_and_update(loss, names)
+            return
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss)
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self.scaler.step(self._optims[name])
+        self.scaler.update()
+
+    def extra_state_dict(self):
+        scaler = getattr(self, "scaler", None)
+        return {"grad_scaler": scaler.state_dict()} if scaler is not None else {}
+
+    def load_extra_state_dict(self, state):
+        scaler = getattr(self, "scaler", None)
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)

@@ -1,0 +1,61 @@
+"""Zero-shot CLIP: hand-written prompts, no training (CoOp's ``ZeroshotCLIP`` and ``ZeroshotCLIP2``)."""
+import torch
+
+from engine.registry import TRAINER_REGISTRY
+from trainers.base import ClipPromptTrainer, normalize
+from trainers.clip_backend import tokenize
+from trainers.encoders import ImageEncoder, TextEncoder
+
+
+def zero_shot_text_features(clip_model, classnames, templates, device, batch_size=256):
+    """Normalised text features [C, E]; several templates are averaged after normalising each (CLIP style)."""
+    encoder = TextEncoder(clip_model)
+    context_length = clip_model.positional_embedding.shape[0]
+    per_template = []
+    with torch.no_grad():
+        for template in templates:
+            prompts = [template.format(c.replace("_", " ")) for c in classnames]
+            feats = []
+            for i in range(0, len(prompts), batch_size):
+                tokens = tokenize(prompts[i:i + batch_size], context_length).to(device)
+                feats.append(normalize(encoder.encode_tokens(tokens)).float())
+            per_template.append(torch.cat(feats))
+    return normalize(torch.stack(per_template).mean(0))
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(ClipPromptTrainer):
+    """CLIP with the dataset's template (``TRAINER.ZSCLIP.TEMPLATE`` overrides it); run with ``--eval-only``."""
+
+    def templates(self):
+        from datasets.templates import CUSTOM_TEMPLATES
+
+        override = self.cfg.TRAINER.ZSCLIP.TEMPLATE
+        return [override or CUSTOM_TEMPLATES.get(self.cfg.DATASET.NAME, "a photo of a {}.")]
+
+    def build_model(self):
+        clip_model = self.load_clip_model().to(self.device)
+        templates = self.templates()
+        print(f"Prompts: {[t.format(c.replace('_', ' ')) for t in templates for c in self.dm.dataset.classnames][:8]}"
+              f"{' ...' if len(self.dm.dataset.classnames) * len(templates) > 8 else ''}")
+        self.text_features = zero_shot_text_features(clip_model, self.dm.dataset.classnames, templates, self.device)
+        self.image_encoder = ImageEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale.exp().item()
+        self.clip_model = clip_model
+
+    def model_inference(self, image):
+        img = normalize(self.image_encoder(image)).float()
+        return self.logit_scale * img @ self.text_features.t()
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP2(ZeroshotCLIP):
+    """Prompt ensembling over CLIP's 7 selected ImageNet templates (+ the dataset's own template)."""
+
+    def templates(self):
+        from datasets.templates import CUSTOM_TEMPLATES, IMAGENET_TEMPLATES_SELECT
+
+        templates = list(IMAGENET_TEMPLATES_SELECT)
+        if self.cfg.DATASET.NAME != "ImageNet":
+            templates.append(CUSTOM_TEMPLATES.get(self.cfg.DATASET.NAME, "a photo of a {}."))
+        return templates
