@@ -186,3 +186,32 @@ def test_cli_runs_as_a_script(toy_root, tiny_clip_path, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "* accuracy:" in res.stdout
     assert "SEED: 0" in open(os.path.join(out, "log.txt")).read()  # --seed 0 is honoured
+
+
+YAML_OF = {
+    "ImageNet": "imagenet", "Caltech101": "caltech101", "OxfordPets": "oxford_pets",
+    "StanfordCars": "stanford_cars", "OxfordFlowers": "oxford_flowers", "Food101": "food101",
+    "FGVCAircraft": "fgvc_aircraft", "SUN397": "sun397", "DescribableTextures": "dtd", "EuroSAT": "eurosat",
+    "UCF101": "ucf101", "ImageNetV2": "imagenetv2", "ImageNetSketch": "imagenet_sketch",
+    "ImageNetA": "imagenet_a", "ImageNetR": "imagenet_r",
+}
+
+
+@pytest.mark.parametrize("name", sorted(YAML_OF))
+def test_zeroshot_eval_only_runs_on_every_dataset_fixture(name, tmp_path_factory, tmp_path):
+    """`train.py --eval-only --trainer ZeroshotCLIP` on each dataset's fake folder in its real layout."""
+    from tests.fixtures.fake_datasets import BUILDERS
+    from tests.fixtures.tiny_clip import tiny_clip_file
+
+    tiny_clip_path = tiny_clip_file(tmp_path_factory, context_length=32)  # real templates need > 16 tokens
+
+    root = tmp_path / "data"
+    BUILDERS[name](str(root))
+    out = tmp_path / "out"
+    run(["--root", str(root), "--seed", "1", "--trainer", "ZeroshotCLIP", "--eval-only",
+         "--dataset-config-file", os.path.join(REPO, "configs/datasets", YAML_OF[name] + ".yaml"),
+         "--config-file", COOP_YAML, "--output-dir", str(out),
+         "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+         "DATALOADER.TEST.BATCH_SIZE", "32"])
+    acc = parse_log(str(out / "log.txt"), test_log=True)
+    assert acc is not None and 0.0 <= acc <= 100.0
