@@ -11,14 +11,12 @@ config keys. Problems the user can fix are reported as one ``error:`` line (``FD
 """
 import argparse
 import importlib
-import os
-import sys
 
 import torch
 
+from engine.cli import run_cli
 from engine.config import get_cfg_default, merge_cfg_file, merge_cfg_opts
 from engine.discovery import import_plugins
-from engine.errors import FdbplError
 from engine.logger import collect_env_info, setup_logger
 from engine.trainer import build_trainer
 from engine.utils import set_random_seed
@@ -122,14 +120,7 @@ def main(args):
 
 
 def cli(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        main(args)
-    except FdbplError as exc:
-        if os.environ.get("FDBPL_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -187,6 +187,7 @@ def _method_defaults(c):
         LAMBDA_DIFF2=1.0,
         ALPHA=1.0,
         DELTA=0.0,
+        TOPK=0,  # 0 accepts the table's K; otherwise the table must have been built with this K
         PREC="fp16",
     )
     t.ZSCLIP = _node(TEMPLATE="")  # non-empty: overrides the per-dataset template

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.errors import CheckpointError, ConfigError
 from engine.registry import TRAINER_REGISTRY, build_evaluator, check_availability
-from engine.utils import AverageMeter, MetricMeter, mkdir_if_missing
+from engine.utils import AverageMeter, MetricMeter
 
 # State-dict keys that depend on the class list; they are rebuilt for the evaluated classes, never loaded.
 CLASS_DEPENDENT_SUFFIXES = ("token_prefix", "token_suffix")

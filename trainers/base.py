@@ -46,10 +46,13 @@ class PromptedCLIP(nn.Module):
         cacheable = not torch.is_grad_enabled()
         if cacheable and self._text_cache is not None and self._text_cache[0] == self._prompt_version():
             return self._text_cache[1]
-        prompts = self.prompt_learner()
-        feats = normalize(self.text_encoder(prompts, self.prompt_learner.tokenized_prompts))
+        feats = normalize(self.encode_prompts())
         self._text_cache = (self._prompt_version(), feats) if cacheable else None
         return feats
+
+    def encode_prompts(self):
+        """Unnormalised text features [C, E] of the learner's prompts (a method with deep prompts overrides it)."""
+        return self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
 
     def image_features(self, image):
         return normalize(self.image_encoder(image))
@@ -95,12 +98,13 @@ class ClipPromptTrainer(TrainerX):
         apply_precision(clip_model, self.precision)
         return clip_model
 
-    def build_prompted_model(self, clip_model, prompt_learner, name="prompt_learner"):
-        """Wrap, freeze everything but the learner, move to the device, build optimiser + scheduler, register."""
+    def build_prompted_model(self, clip_model, prompt_learner, name="prompt_learner", model_cls=None):
+        """Wrap (in ``model_cls``, default :class:`PromptedCLIP`), freeze everything but the learner, move to the
+        device, build optimiser + scheduler, register."""
         from engine.checkpoint import load_pretrained_weights
         from engine.optim import build_lr_scheduler, build_optimizer
 
-        model = PromptedCLIP(clip_model, prompt_learner)
+        model = (model_cls or PromptedCLIP)(clip_model, prompt_learner)
         for pname, p in model.named_parameters():
             p.requires_grad_(pname.startswith("prompt_learner."))
         if self.cfg.MODEL.INIT_WEIGHTS:

@@ -73,7 +73,7 @@ def _one_line(exc):
     return last.split(marker, 1)[1] if marker in last else last
 
 
-class _Loader(DataLoader):
+class OneLineErrorLoader(DataLoader):
     """A DataLoader whose worker errors of type DatasetError keep their one-line message."""
 
     def __iter__(self):
@@ -116,7 +116,7 @@ def build_data_loader(
         sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size, n_domain=n_domain, n_ins=n_ins
     )
     num_workers = cfg.DATALOADER.NUM_WORKERS
-    return _Loader(
+    return OneLineErrorLoader(
         dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train),
         batch_size=batch_size,
         sampler=sampler,

@@ -1,0 +1,213 @@
+"""Build an RIL table: teacher soft labels for M random crops of every training image.
+
+    python -m ril_tools.build --root DATA --seed 1 \
+        --dataset-config-file configs/datasets/oxford_pets.yaml \
+        --config-file configs/trainers/FDBPL/vit_b32_ep50_ctxv1.yaml \
+        --output ril/oxford_pets/shots_16/seed1 DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
+
+The config is set up exactly as ``train.py`` does (same flags, YAML files and KEY VALUE options, same
+seed), so the few-shot images and the class list are training's. Re-running the same command resumes
+an interrupted build. Several GPUs or nodes: ``torchrun --nproc_per_node G ril_tools/build.py ...``
+(every rank builds the images with id % world == rank into its own shard; the output folder must be
+shared between nodes; resume with the same world size).
+"""
+
+import datetime
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script (python ril_tools/build.py, torchrun ril_tools/build.py):
+    # put the repository root first instead of ril_tools/, whose inspect.py would shadow the stdlib module
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import torch  # noqa: E402
+
+from engine.cli import run_cli  # noqa: E402
+from engine.errors import RilError  # noqa: E402
+from ril_tools import format as fmt  # noqa: E402
+from ril_tools.pipeline import RankBuilder  # noqa: E402
+from ril_tools.plan import local_image_ids, make_plan, record_dtype_of, training_image_list  # noqa: E402
+from ril_tools.writer import ShardWriter, finalize_table, plan_difference, remove_table_files  # noqa: E402
+
+DEFAULT_TEACHER = "ViT-L/14"
+DEFAULT_TEMPLATE = "a photo of a {}."
+DEFAULT_RATIO = (3 / 4, 4 / 3)
+
+
+def _matches_manifest(table_dir, plan):
+    """None if there is no finished table, else the difference between it and ``plan`` ("" if equal)."""
+    if not os.path.isfile(os.path.join(table_dir, fmt.MANIFEST)):
+        return None
+    manifest = fmt.read_json_file(os.path.join(table_dir, fmt.MANIFEST), "RIL manifest")
+    # how many processes built a finished table does not change its records
+    old = {key: manifest.get(key) for key in plan if key != "world_size"}
+    return plan_difference(old, {key: value for key, value in plan.items() if key != "world_size"}) or ""
+
+
+def build_table(table_dir, plan, paths, teacher, *, rank=0, world_size=1, batch_size=256, device="cpu", workers=0,
+                overwrite=False, barrier=None, progress=True):
+    """Build (or resume, or confirm) the table for ``plan``; returns the manifest on rank 0, else None.
+
+    ``paths[i]`` is the image with id i. ``barrier`` is called where ranks must wait for each other.
+    """
+    barrier = barrier or (lambda: None)
+    existing = _matches_manifest(table_dir, plan)
+    if existing == "" and not overwrite:
+        if rank == 0:
+            print(f"RIL table {table_dir} is already complete for these settings; nothing to do")
+        return fmt.read_json_file(os.path.join(table_dir, fmt.MANIFEST), "RIL manifest") if rank == 0 else None
+    if existing and not overwrite:
+        raise RilError(f"{table_dir} holds a table built with other settings ({existing}); "
+                       "use --overwrite or another --output")
+    if overwrite:
+        if rank == 0:
+            remove_table_files(table_dir)
+        barrier()
+    os.makedirs(table_dir, exist_ok=True)
+    num_local = len(local_image_ids(plan["num_images"], rank, world_size))
+    writer = ShardWriter(table_dir, rank, num_local, plan["num_crops"], record_dtype_of(plan), plan)
+    old_plan = writer.existing_plan()
+    diff = plan_difference(old_plan, plan) if old_plan is not None else None
+    if diff and not overwrite:
+        raise RilError(
+            f"{table_dir} holds an unfinished build with other settings ({diff}); resume with the same settings "
+            "(and number of processes) or start again with --overwrite"
+        )
+    already = writer.open()
+    ids = local_image_ids(plan["num_images"], rank, world_size)
+    builder = RankBuilder(writer, [paths[i] for i in ids], ids, teacher, plan["crop"], plan["seed_scheme"]["seed"],
+                          plan["k"], batch_size, device, workers)
+    todo = (num_local - already) * plan["num_crops"]
+    start = time.perf_counter()
+    bar = _progress_bar(todo, rank, already, num_local) if progress else None
+    builder.run(progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    writer.finish()
+    elapsed = time.perf_counter() - start
+    if progress and todo:
+        print(f"rank {rank}: {todo} crops in {elapsed:.1f} s ({todo / max(elapsed, 1e-9):.1f} crops/s)")
+    barrier()
+    if rank != 0:
+        return None
+    return finalize_table(table_dir, plan)
+
+
+def _progress_bar(total, rank, already, num_local):
+    from tqdm import tqdm
+
+    if already and rank == 0:
+        print(f"resuming: {already}/{num_local} images of rank {rank} were already built")
+    return tqdm(total=total, unit="crop", unit_scale=True, desc=f"RIL rank {rank}", disable=rank != 0,
+                dynamic_ncols=True, smoothing=0.05)
+
+
+# --------------------------------------------------------------------------------- command line
+
+
+def build_parser():
+    import train
+
+    parser = train.build_parser()
+    parser.description = __doc__.split("\n")[0]
+    add = parser.add_argument
+    add("--output", type=str, required=True, help="table directory to write (or resume)")
+    add("--teacher", type=str, default=DEFAULT_TEACHER, help="CLIP name (OpenAI or open_clip) or local weight file")
+    add("--template", type=str, default=DEFAULT_TEMPLATE, help="text template for the class names")
+    add("--num-crops", type=int, default=500, help="crops per image (M)")
+    add("--topk", type=int, default=20, help="classes kept per crop (K); ignored for --label-kind full")
+    add("--label-kind", choices=fmt.LABEL_KINDS, default="topk", help="store the top-K or all C classes")
+    add("--logp-dtype", choices=fmt.LOGP_DTYPES, default="float16", help="dtype of the stored log-probabilities")
+    add("--flip-p", type=float, default=0.5, help="probability of a horizontal flip per crop")
+    add("--batch-size", type=int, default=256, help="crops per teacher forward pass")
+    add("--workers", type=int, default=None, help="image decoding workers (default DATALOADER.NUM_WORKERS)")
+    add("--device", type=str, default=None, help="cuda / cpu (default: cuda:LOCAL_RANK if available)")
+    add("--prec", choices=("fp32", "bf16", "fp16"), default=None,
+        help="teacher precision (default bf16 on GPU; the CPU always runs fp32)")
+    add("--overwrite", action="store_true", help="delete an existing (finished or unfinished) table first")
+    return parser
+
+
+def _init_distributed():
+    """(rank, world_size, local_rank, barrier); torch.distributed only when WORLD_SIZE > 1.
+
+    The ranks exchange nothing but barriers, so gloo serves on GPU machines too (no NCCL watchdog),
+    with a long timeout because ranks may finish far apart on a resumed build.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0, None
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), dist.barrier
+
+
+def _load_split(cfg, rank, barrier):
+    """The training images and class names, exactly as training builds them (rank 0 first, so only one
+    process writes a missing few-shot cache file)."""
+    from engine.registry import build_dataset
+    from engine.utils import set_random_seed
+
+    def load():
+        if cfg.SEED >= 0:
+            set_random_seed(cfg.SEED)  # as train.py does before building the dataset
+        return build_dataset(cfg)
+
+    dataset = load() if rank == 0 else None
+    if barrier:
+        barrier()
+    if rank != 0:
+        dataset = load()
+    return list(dataset.train_x), list(dataset.classnames), dataset
+
+
+def main(argv=None):
+    import train
+    from ril_tools.teacher import ClipTeacher
+
+    args = build_parser().parse_args(argv)
+    rank, world, local_rank, barrier = _init_distributed()
+    cfg = train.setup_cfg(args)
+    if not args.root:
+        raise RilError("--root (the dataset root folder) is required")
+    items, classnames, _ = _load_split(cfg, rank, barrier)
+    image_list = training_image_list(items, cfg.DATASET.ROOT)
+    device = torch.device(args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = False  # fixed kernels: a resumed build writes the same bytes
+        torch.backends.cudnn.deterministic = True
+    prec = args.prec or ("bf16" if device.type == "cuda" else "fp32")
+    teacher = ClipTeacher.load(args.teacher, classnames, args.template, device, prec)
+    plan = make_plan(
+        teacher=teacher, classnames=classnames, template=args.template, image_list=image_list,
+        dataset_info={"name": cfg.DATASET.NAME, "num_shots": int(cfg.DATASET.NUM_SHOTS),
+                      "subsample": str(cfg.DATASET.SUBSAMPLE_CLASSES), "few_shot_seed": int(cfg.SEED)},
+        num_crops=args.num_crops, k=args.topk, label_kind=args.label_kind, logp_dtype=args.logp_dtype,
+        seed=cfg.SEED, scale=tuple(cfg.INPUT.RRCROP_SCALE), ratio=DEFAULT_RATIO, flip_p=args.flip_p,
+        world_size=world, run_info={"batch_size": args.batch_size, "device": str(device)},
+    )
+    workers = cfg.DATALOADER.NUM_WORKERS if args.workers is None else args.workers
+    manifest = build_table(args.output, plan, image_list["paths"], teacher, rank=rank, world_size=world,
+                           batch_size=args.batch_size, device=device, workers=workers, overwrite=args.overwrite,
+                           barrier=barrier)
+    if manifest is not None:
+        size = sum(int(s["rows"]) for s in manifest["shards"]) * record_dtype_of(plan).itemsize
+        print(f"RIL table written: {args.output} ({plan['num_images']} images x {plan['num_crops']} crops, "
+              f"K={plan['k']}, C={plan['num_classes']}, {fmt.human_bytes(size)})")
+
+
+def cli(argv=None):
+    try:
+        run_cli(main, argv)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    cli()

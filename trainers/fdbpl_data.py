@@ -1,0 +1,272 @@
+"""FDBPL's training data: replay of the crops stored in an RIL table (DESIGN.md section 5).
+
+For epoch ``e`` and training image ``n`` the loader serves crop ``m(e, n) = crop_schedule(seed, e, id(n), M)``
+of the table: the image is decoded, cut with the stored box (``ril_tools.format.crop_box_pixels``), resized
+to ``INPUT.SIZE`` with ``INPUT.INTERPOLATION``, flipped if the record says so (resize then flip, the order
+the build used), and normalised with ``INPUT.PIXEL_MEAN/STD``. Each item also carries the record's sparse
+teacher label (top-K ``ril_idx`` / ``ril_logp``) and information weight ``w``. Densification into a dense
+[B, C] label happens later, batched, on the training device (:func:`teacher_targets`).
+
+The epoch reaches loader workers through the indices themselves: :class:`EpochSampler` lives in the main
+process, has ``set_epoch()``, and yields ``epoch * N + n``; workers (persistent or not) hold no epoch state.
+
+The table is checked against the run before the first step (:func:`open_ril_table`); every failure names
+what differs and gives the ``python -m ril_tools.build`` command that builds the right table.
+"""
+
+import glob
+import os
+import shlex
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import Dataset, Sampler
+from torchvision.transforms import functional as TF
+
+from engine.data.transforms import INTERPOLATION_MODES
+from engine.errors import ConfigError, RilError
+from engine.utils import read_image
+from ril_tools import format as fmt
+from ril_tools.crops import crop_schedule, stream_key
+from ril_tools.labels import densify, teacher_argmax
+from ril_tools.plan import relpath_of, training_image_list
+
+__all__ = ["EpochSampler", "RilReplayDataset", "build_ril_loader", "open_ril_table", "rebuild_command",
+           "replay_crop", "teacher_targets", "LABEL_MODES"]
+
+LABEL_MODES = ("full", "ms", "mr")
+STREAM_SHUFFLE = 3  # ril_tools.crops uses streams 1 (crops) and 2 (crop schedule)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What `python -m ril_tools.build` uses when nothing else is known (FDBPL paper: ViT-L/14 teacher, M = 500).
+BUILD_DEFAULTS = {"teacher": "ViT-L/14", "template": "a photo of a {}.", "num_crops": 500, "k": 20,
+                  "label_kind": "topk"}
+
+
+# ------------------------------------------------------------------------------------- the sampler
+
+
+class EpochSampler(Sampler):
+    """Indices ``epoch * N + n`` for the images n of one epoch, shuffled by a (seed, epoch) generator.
+
+    Owned by the main process; call :meth:`set_epoch` before iterating. The order depends only on
+    (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, num_items, seed, shuffle=True):
+        if num_items < 1:
+            raise ConfigError("the FDBPL training set is empty; check DATASET.NUM_SHOTS and DATASET.SUBSAMPLE_CLASSES")
+        self.num_items, self.seed, self.shuffle = int(num_items), int(seed), bool(shuffle)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def order(self, epoch):
+        """Image positions n in the order epoch ``epoch`` visits them (int64 [N])."""
+        if not self.shuffle:
+            return torch.arange(self.num_items)
+        key = int(stream_key(self.seed, STREAM_SHUFFLE, epoch, 0)[()]) & ((1 << 63) - 1)
+        return torch.randperm(self.num_items, generator=torch.Generator().manual_seed(key))
+
+    def __iter__(self):
+        base = self.epoch * self.num_items
+        return iter((base + self.order(self.epoch)).tolist())
+
+    def __len__(self):
+        return self.num_items
+
+
+# ------------------------------------------------------------------------------------- the dataset
+
+
+def replay_crop(image, box, flip, size, interpolation):
+    """A stored crop of a PIL image: cut ``box`` (pixel top, left, h, w), resize to ``size`` (h, w), flip.
+
+    Resize before flip, as the build did; returns a PIL image.
+    """
+    top, left, h, w = (int(v) for v in box)
+    out = TF.resized_crop(image, top, left, h, w, list(size), interpolation=interpolation, antialias=True)
+    return TF.hflip(out) if flip else out
+
+
+class RilReplayDataset(Dataset):
+    """Item ``epoch * N + n`` -> the table's crop m(epoch, n) of ``data_source[n]`` with its sparse label.
+
+    Returns a dict: ``img`` float [3, H, W] (normalised), ``ril_idx`` int64 [K], ``ril_logp`` float32 [K],
+    ``w`` float32, ``label`` (the dataset's hard label, unused by the loss), ``domain``, ``impath``,
+    ``index`` (n), ``epoch``, ``crop`` (m).
+    """
+
+    def __init__(self, cfg, data_source, table, schedule_seed):
+        self.data_source = list(data_source)
+        self.table = table
+        self.schedule_seed = int(schedule_seed)
+        relpaths = [relpath_of(item.impath, cfg.DATASET.ROOT) for item in self.data_source]
+        self.image_ids = table.image_ids(relpaths)
+        self.num_crops = table.num_crops
+        self.size = tuple(int(s) for s in cfg.INPUT.SIZE)
+        if cfg.INPUT.INTERPOLATION not in INTERPOLATION_MODES:
+            raise ConfigError(f"INPUT.INTERPOLATION {cfg.INPUT.INTERPOLATION!r} is not one of "
+                              f"{', '.join(INTERPOLATION_MODES)}")
+        self.interpolation = INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]
+        self.mean = list(cfg.INPUT.PIXEL_MEAN)
+        self.std = list(cfg.INPUT.PIXEL_STD)
+
+    def __len__(self):
+        return len(self.data_source)
+
+    def crop_ids(self, epoch, positions):
+        """The crop ids m(epoch, n) for image positions ``positions`` (int64 [B])."""
+        return crop_schedule(self.schedule_seed, epoch, self.image_ids[np.asarray(positions)], self.num_crops)
+
+    def __getitem__(self, idx):
+        epoch, n = divmod(int(idx), len(self.data_source))
+        item = self.data_source[n]
+        image_id = int(self.image_ids[n])
+        crop = int(self.crop_ids(epoch, [n])[0])
+        rec = self.table.fetch([image_id], [crop])
+        image = read_image(item.impath)
+        box = fmt.crop_box_pixels(rec["box"][0], image.height, image.width)
+        flip = bool(rec["flags"][0] & fmt.FLAG_HFLIP)
+        pixels = TF.to_tensor(replay_crop(image, box, flip, self.size, self.interpolation))
+        return {
+            "img": TF.normalize(pixels, self.mean, self.std),
+            "ril_idx": torch.from_numpy(rec["indices"][0]),
+            "ril_logp": torch.from_numpy(rec["logprobs"][0]),
+            "w": torch.tensor(rec["weight"][0], dtype=torch.float32),
+            "label": item.label, "domain": item.domain, "impath": item.impath,
+            "index": n, "epoch": epoch, "crop": crop,
+        }
+
+
+def build_ril_loader(cfg, data_source, table, seed):
+    """The FDBPL training loader: :class:`RilReplayDataset` + :class:`EpochSampler` (``seed`` drives both).
+
+    ``DATALOADER.TRAIN_X.SAMPLER SequentialSampler`` keeps the image order fixed; anything else shuffles.
+    The last partial batch is kept (no few-shot image is skipped).
+    """
+    from engine.data.manager import OneLineErrorLoader  # keeps worker DatasetError messages one line
+
+    dataset = RilReplayDataset(cfg, data_source, table, seed)
+    shuffle = cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler"
+    workers = int(cfg.DATALOADER.NUM_WORKERS)
+    return OneLineErrorLoader(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                   sampler=EpochSampler(len(dataset), seed, shuffle), num_workers=workers, drop_last=False,
+                   pin_memory=bool(cfg.USE_CUDA and torch.cuda.is_available()), persistent_workers=workers > 0)
+
+
+def teacher_targets(batch, num_classes, mode, device):
+    """Dense teacher labels from a replay batch, on ``device``: (probs [B, C] float32, argmax [B], w [B])."""
+    idx = batch["ril_idx"].to(device, non_blocking=True)
+    logp = batch["ril_logp"].to(device, non_blocking=True)
+    w = batch["w"].to(device, non_blocking=True)
+    return densify(idx, logp, num_classes, mode), teacher_argmax(idx), w
+
+
+# ------------------------------------------------------------------------ opening and checking
+
+
+def _dataset_config_file(name):
+    """The configs/datasets YAML whose DATASET.NAME is ``name`` (for the printed build command)."""
+    for path in sorted(glob.glob(os.path.join(REPO, "configs", "datasets", "*.yaml"))):
+        try:
+            with open(path, encoding="utf-8") as f:
+                if (yaml.safe_load(f) or {}).get("DATASET", {}).get("NAME") == name:
+                    return os.path.relpath(path, os.getcwd()) if path.startswith(os.getcwd()) else path
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+    return f"configs/datasets/{name.lower()}.yaml"
+
+
+def rebuild_command(cfg, output, manifest=None):
+    """The ``python -m ril_tools.build`` command that builds ``output`` for this run's images and classes.
+
+    Teacher, template, M, K and label kind are the table's (``manifest``) when one is given, else the
+    paper's defaults. Flags come before the KEY VALUE options (the CLI's last argument swallows the rest).
+    """
+    m = manifest or {}
+    teacher = (m.get("teacher") or {}).get("name", BUILD_DEFAULTS["teacher"])
+    label_kind = m.get("label_kind", BUILD_DEFAULTS["label_kind"])
+    args = ["python", "-m", "ril_tools.build", "--root", cfg.DATASET.ROOT, "--seed", str(cfg.SEED),
+            "--dataset-config-file", _dataset_config_file(cfg.DATASET.NAME),
+            "--output", output, "--teacher", teacher,
+            "--template", m.get("template", BUILD_DEFAULTS["template"]),
+            "--num-crops", str(m.get("num_crops", BUILD_DEFAULTS["num_crops"]))]
+    args += ["--label-kind", "full"] if label_kind == "full" else ["--topk", str(m.get("k", BUILD_DEFAULTS["k"]))]
+    if manifest is not None:
+        args.append("--overwrite")
+    args += ["DATASET.NUM_SHOTS", str(cfg.DATASET.NUM_SHOTS),
+             "DATASET.SUBSAMPLE_CLASSES", str(cfg.DATASET.SUBSAMPLE_CLASSES)]
+    scale = tuple(float(s) for s in cfg.INPUT.RRCROP_SCALE)
+    if scale != (0.08, 1.0):
+        args += ["INPUT.RRCROP_SCALE", f"({scale[0]}, {scale[1]})"]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def _list_difference(what, old, new):
+    old_set, new_set = set(old), set(new)
+    missing = [x for x in new if x not in old_set]
+    extra = [x for x in old if x not in new_set]
+    if missing or extra:
+        first = f"e.g. {missing[0]!r} is not in the table" if missing else f"e.g. {extra[0]!r} is not in this run"
+        return f"{what} differ ({len(old)} in the table, {len(new)} in this run, {first})"
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a != b:
+            return f"{what} are in another order ({i}: {a!r} in the table, {b!r} in this run)"
+    return ""
+
+
+def _table_problems(table, cfg, classnames, image_list):
+    """Human-readable differences between the table and this run (empty list when it matches)."""
+    problems = []
+    diff = _list_difference("class names", table.classnames, list(classnames))
+    if diff:
+        problems.append(diff)
+    fingerprint = fmt.dataset_fingerprint(image_list["relpaths"], image_list["file_sizes"])
+    if fingerprint != table.fingerprint:
+        diff = _list_difference("training images", table.relpaths, image_list["relpaths"])
+        problems.append(diff or "training image files differ in size (same paths; were images replaced?)")
+    mode, num_classes = cfg.TRAINER.FDBPL.LABEL_MODE, len(classnames)
+    if mode == "full" and table.k != num_classes:
+        problems.append(f"LABEL_MODE full needs all {num_classes} classes stored but the table keeps top-K={table.k}")
+    wanted_k = int(cfg.TRAINER.FDBPL.TOPK)  # 0 accepts the table's K
+    if wanted_k and mode != "full" and wanted_k != table.k:
+        problems.append(f"top-K differs ({table.k} in the table, TRAINER.FDBPL.TOPK {wanted_k})")
+    if problems:
+        info = table.manifest.get("dataset", {})
+        problems.append(f"the table was built for {info.get('name')} NUM_SHOTS {info.get('num_shots')} "
+                        f"SUBSAMPLE_CLASSES {info.get('subsample')} seed {info.get('few_shot_seed')}, this run is "
+                        f"{cfg.DATASET.NAME} NUM_SHOTS {cfg.DATASET.NUM_SHOTS} SUBSAMPLE_CLASSES "
+                        f"{cfg.DATASET.SUBSAMPLE_CLASSES} seed {cfg.SEED}")
+    return problems
+
+
+def open_ril_table(cfg, items, classnames):
+    """Open ``TRAINER.FDBPL.RIL_DIR`` and check it against this run (images, classes, K); returns the table.
+
+    Empty RIL_DIR -> ConfigError; missing/incomplete/corrupt table or a table for another run -> RilError;
+    both name the ``python -m ril_tools.build`` command that makes the right table.
+    """
+    from ril_tools.reader import RilTable
+
+    path = cfg.TRAINER.FDBPL.RIL_DIR
+    if not path:
+        example = rebuild_command(cfg, "ril/<dataset>/shots_<N>/seed<S>/<subsample>_vit_l14_M500_K20")
+        raise ConfigError(f"TRAINER.FDBPL.RIL_DIR is empty; FDBPL trains from a prebuilt RIL table: build one with "
+                          f"{example} (or bash scripts/fdbpl/build_ril.sh DATASET SEED) and pass "
+                          f"TRAINER.FDBPL.RIL_DIR <that folder>")
+    if not os.path.isfile(os.path.join(path, fmt.MANIFEST)):
+        state = "has no manifest.json (an unfinished build: re-running it resumes)" if os.path.isdir(path) \
+            else "does not exist"
+        raise RilError(f"RIL table {path} {state}; build it with: {rebuild_command(cfg, path)}")
+    table = RilTable.open(path)
+    if cfg.TRAINER.FDBPL.LABEL_MODE not in LABEL_MODES:
+        raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {cfg.TRAINER.FDBPL.LABEL_MODE!r} is not one of "
+                          f"{', '.join(LABEL_MODES)}")
+    problems = _table_problems(table, cfg, classnames, training_image_list(items, cfg.DATASET.ROOT))
+    if problems:
+        raise RilError(f"RIL table {path} does not match this run: {'; '.join(problems)}; point "
+                       f"TRAINER.FDBPL.RIL_DIR at the table built for this run, or rebuild it with: "
+                       f"{rebuild_command(cfg, path, table.manifest)}")
+    return table
