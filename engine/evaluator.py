@@ -158,3 +158,20 @@ class Classification(EvaluatorBase):
         path = os.path.join(self.cfg.OUTPUT_DIR, "cmat.pt")
         torch.save(torch.from_numpy(cmat), path)
         print(f"Confusion matrix is saved to {path}")
+
+
+def teacher_agreement(teacher_logits, student_logits):
+    """(top-1 agreement in [0, 1], mean KL(teacher || student)) of two models' logits on the same images.
+
+    Both logits are [N, C] over the same classes, each already multiplied by its model's logit scale; the KL
+    is between the two softmax distributions, averaged over images. This is the direct measure of how much of
+    a teacher a distilled student took in.
+    """
+    t = torch.as_tensor(teacher_logits, dtype=torch.float64)
+    s = torch.as_tensor(student_logits, dtype=torch.float64)
+    if t.shape != s.shape:
+        raise ValueError(f"teacher logits {tuple(t.shape)} and student logits {tuple(s.shape)} differ in shape")
+    agreement = (t.argmax(1) == s.argmax(1)).double().mean().item()
+    log_t, log_s = t.log_softmax(1), s.log_softmax(1)
+    kl = (log_t.exp() * (log_t - log_s)).sum(1).mean().item()
+    return agreement, kl

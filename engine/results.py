@@ -110,3 +110,82 @@ def average_rows(rows):
         n = float(np.mean([p[1] for p in pairs]))
         out.append(("Average", trainer, cfg_name, b, n, harmonic_mean(b, n), len(pairs)))
     return out
+
+
+# ------------------------------------------------------------------ transfer tables (FDBPL paper Tables 1 and 6)
+
+XD_SOURCE = "imagenet"
+# Cross-dataset targets in the column order of CoOp/CoCoOp/PromptSRC tables (folder names = configs/datasets).
+XD_TARGETS = ("caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
+              "sun397", "dtd", "eurosat", "ucf101")
+DG_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+DATASET_TITLES = {
+    "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
+    "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
+    "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT", "ucf101": "UCF101",
+    "imagenetv2": "-V2", "imagenet_sketch": "-S", "imagenet_a": "-A", "imagenet_r": "-R",
+}
+
+
+def _seed_summary(directory, test_log):
+    """(mean, std, n_seeds) over the seed folders of ``directory``, or None when it has no result."""
+    if not osp.isdir(directory):
+        return None
+    values = list(collect_seeds(directory, test_log=test_log).values())
+    if not values:
+        return None
+    mean, std = summarize(values)
+    return mean, std, len(values)
+
+
+def transfer_rows(output_root, targets, source=XD_SOURCE, shots=16):
+    """One row per (trainer, config) of the evaluation tree written by ``scripts/*/xd_test.sh``.
+
+    ``output_root`` holds ``evaluation/<trainer>/<cfg>_<shots>shots/<dataset>/seed*/log.txt`` (evaluation
+    logs, ``=> result``) and the source training runs ``<source>/<trainer>/<cfg>_<shots>shots/seed*/log.txt``.
+    The source accuracy is read from ``evaluation/.../<source>/`` when that exists, else from the training
+    logs' final test. Row: dict ``trainer, config, source, targets`` (dataset -> (mean, std, n_seeds) or
+    None), ``average`` (mean of the available target means, NaN if none) and ``complete`` (all targets found).
+    """
+    eval_root = osp.join(output_root, "evaluation")
+    suffix = f"_{shots}shots"
+    rows = []
+    if not osp.isdir(eval_root):
+        return rows
+    for trainer in sorted(os.listdir(eval_root)):
+        trainer_dir = osp.join(eval_root, trainer)
+        if trainer.startswith(".") or not osp.isdir(trainer_dir):
+            continue
+        for cfg_dir in sorted(os.listdir(trainer_dir)):
+            if not cfg_dir.endswith(suffix):
+                continue
+            exp = osp.join(trainer_dir, cfg_dir)
+            found = {t: _seed_summary(osp.join(exp, t), test_log=True) for t in targets}
+            if not any(found.values()):
+                continue
+            src = _seed_summary(osp.join(exp, source), test_log=True) or \
+                _seed_summary(osp.join(output_root, source, trainer, cfg_dir), test_log=False)
+            means = [v[0] for v in found.values() if v is not None]
+            rows.append({"trainer": trainer, "config": cfg_dir[:-len(suffix)], "source": src, "targets": found,
+                         "average": float(np.mean(means)) if means else float("nan"),
+                         "complete": len(means) == len(targets)})
+    return rows
+
+
+def transfer_table(rows, targets, source=XD_SOURCE, show_std=False):
+    """(headers, body) of a Table 1 / Table 6 layout: method, source, each target, average of the targets.
+
+    Missing results print as ``-``; an average over an incomplete set of targets is marked with ``*``.
+    """
+    def cell(v):
+        if v is None:
+            return "-"
+        return f"{v[0]:.2f} +- {v[1]:.2f}" if show_std else f"{v[0]:.2f}"
+
+    headers = ["method", DATASET_TITLES.get(source, source)] + [DATASET_TITLES.get(t, t) for t in targets] + ["Average"]
+    body = []
+    for r in rows:
+        avg = "-" if r["average"] != r["average"] else f"{r['average']:.2f}" + ("" if r["complete"] else "*")
+        body.append([f"{r['trainer']}/{r['config']}", cell(r["source"])] + [cell(r["targets"][t]) for t in targets]
+                    + [avg])
+    return headers, body

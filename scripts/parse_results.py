@@ -4,6 +4,8 @@
     python scripts/parse_results.py output/base2new/test_new/oxford_pets/shots_16/CoOp/vit_b32_ep50_ctxv1 --test-log
     python scripts/parse_results.py --base2new output/base2new          # every dataset/method: base, new, HM
     python scripts/parse_results.py output/evaluation/CoOp --multi-exp --test-log
+    python scripts/parse_results.py --xd output     # Table 1: ImageNet source + 10 cross-dataset targets + average
+    python scripts/parse_results.py --dg output     # Table 6: ImageNet source + -V2/-S/-A/-R + average
 """
 import argparse
 import os
@@ -14,7 +16,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from tabulate import tabulate  # noqa: E402
 
-from engine.results import average_rows, base2new_rows, collect_seeds, summarize  # noqa: E402
+from engine.results import (DG_TARGETS, XD_TARGETS, average_rows, base2new_rows, collect_seeds,  # noqa: E402
+                            summarize, transfer_rows, transfer_table)
 
 
 def fmt(mean, spread):
@@ -37,6 +40,24 @@ def print_directory(directory, args):
     return mean
 
 
+def print_transfer(args):
+    """Print the --xd (Table 1) or --dg (Table 6) layout; returns the exit status."""
+    root = args.directory
+    if osp.basename(osp.normpath(root)) == "evaluation":  # also accept the evaluation folder itself
+        root = osp.dirname(osp.normpath(root))
+    targets = XD_TARGETS if args.xd else DG_TARGETS
+    rows = transfer_rows(root, targets, shots=args.shots)
+    if not rows:
+        print(f"error: no evaluation/<trainer>/<cfg>_{args.shots}shots/<dataset>/seed*/log.txt for "
+              f"{', '.join(targets)} under {root}", file=sys.stderr)
+        return 1
+    headers, body = transfer_table(rows, targets, show_std=args.std)
+    print(tabulate(body, headers=headers))
+    if any(not r["complete"] for r in rows):
+        print("* average over the targets found (some are missing)")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("directory", help="folder of seed folders, or the base2new root with --base2new")
@@ -45,11 +66,19 @@ def main(argv=None):
     p.add_argument("--multi-exp", action="store_true", help="each child folder is an experiment of seed folders")
     p.add_argument("--keyword", default="accuracy", help="metric name in the result block")
     p.add_argument("--base2new", action="store_true", help="summarise an output/base2new tree: base, new, HM")
+    p.add_argument("--xd", action="store_true",
+                   help="cross-dataset table (paper Table 1) of an output root holding evaluation/<trainer>/<cfg>_<S>shots/")
+    p.add_argument("--dg", action="store_true",
+                   help="domain-generalisation table (paper Table 6: ImageNet -> -V2/-S/-A/-R) of the same output root")
+    p.add_argument("--std", action="store_true", help="with --xd/--dg: print mean +- std over seeds in each cell")
     p.add_argument("--shots", type=int, default=16)
     args = p.parse_args(argv)
     if not osp.isdir(args.directory):
         print(f"error: {args.directory} is not a directory", file=sys.stderr)
         return 2
+
+    if args.xd or args.dg:
+        return print_transfer(args)
 
     if args.base2new:
         rows = base2new_rows(args.directory, shots=args.shots)

@@ -87,3 +87,26 @@ def test_confusion_matrix_saved(tmp_path):
     assert torch.allclose(cmat, expected)
     counts = confusion_matrix(Y_TRUE, Y_PRED, labels=[0, 1, 2])
     assert counts.sum() == 6 and counts[0, 1] == 1
+
+
+def test_teacher_agreement_known_answer():
+    import math
+
+    from engine.evaluator import teacher_agreement
+
+    # image 1: both pick class 0; image 2: teacher picks 1, student picks 0
+    teacher = [[math.log(0.5), math.log(0.25), math.log(0.25)], [math.log(0.2), math.log(0.6), math.log(0.2)]]
+    student = [[math.log(0.5), math.log(0.25), math.log(0.25)], [math.log(0.5), math.log(0.25), math.log(0.25)]]
+    agreement, kl = teacher_agreement(teacher, student)
+    assert agreement == 0.5
+    kl_second = 0.2 * math.log(0.2 / 0.5) + 0.6 * math.log(0.6 / 0.25) + 0.2 * math.log(0.2 / 0.25)
+    assert abs(kl - kl_second / 2) < 1e-12  # the first image contributes 0
+
+
+def test_teacher_agreement_rejects_mismatched_shapes():
+    import pytest
+
+    from engine.evaluator import teacher_agreement
+
+    with pytest.raises(ValueError, match="differ in shape"):
+        teacher_agreement([[0.0, 1.0]], [[0.0, 1.0, 2.0]])

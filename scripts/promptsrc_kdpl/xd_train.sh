@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# bash scripts/promptsrc_kdpl/xd_train.sh SEED [KEY VALUE ...]   (16-shot ImageNet, all classes; CFG=vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets by default)
+source "$(dirname "$0")/_common.sh"
+xd_train PromptSRC_KDPL "${CFG:-vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets}" "$1" ${KDPL_OPTS[@]+"${KDPL_OPTS[@]}"} "${@:2}"

@@ -1,0 +1,109 @@
+"""FDBPL on a PromptSRC base (``--trainer FDBPL`` with ``TRAINER.FDBPL.BASE PromptSRC``; DESIGN.md section 4).
+
+The student carries PromptSRC's deep prompts (shapes, depths, CTX_INIT, loss weights and GPA from
+``TRAINER.PROMPTSRC``). The vision prompts are shared by the two branches, so one image-encoder pass per step
+feeds both; the text prompts at every depth are duplicated: the positive set starts from ``CTX_INIT``
+("a photo of a"), the negative set from ``TRAINER.FDBPL.NEG_CTX_INIT`` ("a photo of no"), each with its own
+deep text prompts (random, std 0.02). The objective is FDBPL's Eq. 17 (RADP + PCD, ``fdbpl_total_loss``,
+against the RIL table's soft labels) in place of PromptSRC's cross-entropy, plus PromptSRC's
+self-regularisation of the POSITIVE branch (the one used for inference; the negative prompts are meant to
+move away from the class descriptions) and GPA over all the learnable prompts.
+
+:class:`trainers.fdbpl.FDBPL` builds this class when BASE is PromptSRC; data (RIL replay), checks and
+evaluation are FDBPL's.
+"""
+
+import torch
+
+from engine.utils import compute_accuracy
+from trainers.base import normalize
+from trainers.fdbpl import LOG_KEYS, FDBPL, DualPromptLearner
+from trainers.losses import fdbpl_total_loss
+from trainers.promptsrc import PromptSrcMixin
+from trainers.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
+
+__all__ = ["FDBPLPromptSRC", "DualVLPromptLearner", "build_dual_vl_prompt_learner"]
+
+SCL_KEYS = ("loss_scl_text", "loss_scl_image", "loss_scl_logits")
+
+
+class DualVLPromptLearner(DualPromptLearner):
+    """Positive (``.pos``, with the shared vision prompts) and negative (``.neg``, text only) VL learners.
+
+    As a prompt learner it is the positive one (inference); :meth:`both_deep` gives both branches' deep text
+    prompts stacked per block, matching the rows of :meth:`both`.
+    """
+
+    def text_deep_prompts(self):
+        return self.pos.text_deep_prompts()
+
+    def vision_prompts(self):
+        return self.pos.vision_prompts()
+
+    def both_deep(self):
+        """Per text block 1..J-1: [2C, n_ctx, D] (positive rows first), for the single text-encoder call."""
+        c = self.n_cls
+        return [torch.cat([p.unsqueeze(0).expand(c, -1, -1), n.unsqueeze(0).expand(c, -1, -1)])
+                for p, n in zip(self.pos.text_deep_prompts(), self.neg.text_deep_prompts())]
+
+
+def build_dual_vl_prompt_learner(cfg, classnames, clip_model):
+    """Positive learner from TRAINER.PROMPTSRC; negative: same shapes, NEG_CTX_INIT, no vision prompts."""
+    pos = build_vl_prompt_learner(cfg, classnames, clip_model, node="PROMPTSRC")
+    neg = build_vl_prompt_learner(cfg, classnames, clip_model, node="PROMPTSRC",
+                                  ctx_init=cfg.TRAINER.FDBPL.NEG_CTX_INIT, vision=False)
+    return DualVLPromptLearner(pos, neg)
+
+
+class FDBPLPromptSRC(PromptSrcMixin, FDBPL):
+    """FDBPL (Eq. 9-17 from the RIL table) with PromptSRC's deep prompts, self-regularisation and GPA."""
+
+    def build_model(self):
+        clip_model = self.load_clip_model()
+        learner = build_dual_vl_prompt_learner(self.cfg, self.dm.dataset.classnames, clip_model)
+        self.model = self.build_prompted_model(clip_model, learner, model_cls=VLPromptedCLIP)
+        node = self.cfg.TRAINER.FDBPL
+        self.use_negative = any(float(node[k]) != 0 for k in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2"))
+        self.ril_table = None
+        self.setup_gpa()
+        pos, neg = learner.pos.num_prompt_params(), learner.neg.num_prompt_params()
+        print(f"FDBPL on PromptSRC: positive text {pos['text']:,} + negative text {neg['text']:,} + shared vision "
+              f"{pos['vision']:,} prompt values (text depth {learner.pos.depth_text}, vision depth "
+              f"{learner.pos.depth_vision})")
+
+    def text_features_train(self):
+        """L2-normalised (positive [C, E], negative [C, E] or None), from ONE text-encoder call."""
+        learner = self.model.prompt_learner
+        if not self.use_negative:
+            return normalize(self.model.encode_prompts()), None
+        prompts, tokens, seq_len = learner.both()
+        feats = normalize(self.model.text_encoder(prompts, tokens, deep_prompts=learner.both_deep(),
+                                                  seq_len=seq_len))
+        return feats[:learner.n_cls], feats[learner.n_cls:]
+
+    def forward_backward(self, batch):
+        image, teacher_probs, labels, w = self.parse_batch_train(batch)
+        node = self.cfg.TRAINER.FDBPL
+        with self.autocast():
+            img = self.model.image_features(image)  # shared vision prompts: one pass feeds both branches
+            txt_pos, txt_neg = self.text_features_train()
+            scale = self.model.logit_scale.exp()
+            logits_pos = scale * img @ txt_pos.t().to(img.dtype)
+            use_neg_logits = txt_neg is not None and float(node.LAMBDA_NEG) != 0
+            logits_neg = scale * img @ txt_neg.t().to(img.dtype) if use_neg_logits else None
+            losses = fdbpl_total_loss(
+                logits_pos, logits_neg, teacher_probs, w, img, txt_pos, txt_neg,
+                lambda_neg=float(node.LAMBDA_NEG), lambda_diff1=float(node.LAMBDA_DIFF1),
+                lambda_diff2=float(node.LAMBDA_DIFF2), alpha=float(node.ALPHA), delta=float(node.DELTA),
+                labels=labels)
+            reg = self.self_regularisation(txt_pos, img, logits_pos, image)
+            total = losses.total + reg.total
+        self.optimize(total)
+        parts = losses.as_dict()
+        parts["loss"] = total
+        parts.update({"loss_scl_text": reg.loss_text, "loss_scl_image": reg.loss_image,
+                      "loss_scl_logits": reg.loss_logits})
+        keys = LOG_KEYS[:-1] + SCL_KEYS
+        acc = compute_accuracy(logits_pos.detach(), labels)[0].reshape(())
+        values = torch.stack([parts[k].detach().float().reshape(()) for k in keys] + [acc.float()]).tolist()
+        return dict(zip(keys + ("acc",), values))  # one host sync per step
