@@ -190,7 +190,9 @@ def test_one_step_equals_eq17_computed_by_hand_and_sees_the_epoch(world, tmp_pat
     from trainers.losses import fdbpl_total_loss
 
     args = train.build_parser().parse_args(fdbpl_args(world, str(tmp_path), "TRAINER.FDBPL.DELTA", "0.5",
-                                                      "TRAINER.FDBPL.ALPHA", "0.7", "TRAINER.FDBPL.LAMBDA_NEG", "2.0"))
+                                                      "TRAINER.FDBPL.ALPHA", "0.7", "TRAINER.FDBPL.LAMBDA_NEG", "2.0",
+                                                      "TRAINER.FDBPL.LAMBDA_DIFF1", "0.3",
+                                                      "TRAINER.FDBPL.LAMBDA_DIFF2", "1.5"))
     trainer = build_trainer(train.setup_cfg(args))
     trainer.setup_ril_loader()
     trainer.epoch = 3
@@ -205,7 +207,7 @@ def test_one_step_equals_eq17_computed_by_hand_and_sees_the_epoch(world, tmp_pat
         scale = model.logit_scale.exp()
         probs = densify(batch["ril_idx"], batch["ril_logp"], 32, "ms")
         want = fdbpl_total_loss(scale * img @ pos.t(), scale * img @ neg.t(), probs, batch["w"], img, pos, neg,
-                                lambda_neg=2.0, lambda_diff1=1.0, lambda_diff2=1.0, alpha=0.7, delta=0.5)
+                                lambda_neg=2.0, lambda_diff1=0.3, lambda_diff2=1.5, alpha=0.7, delta=0.5)
         acc = (scale * img @ pos.t()).argmax(1).eq(batch["ril_idx"][:, 0]).float().mean().item() * 100
     before = learner.neg.ctx.detach().clone()
     got = trainer.forward_backward(batch)
