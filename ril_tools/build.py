@@ -101,7 +101,9 @@ def _progress_bar(total, rank, already, num_local):
 
     if already and rank == 0:
         print(f"resuming: {already}/{num_local} images of rank {rank} were already built")
-    return tqdm(total=total, unit="crop", unit_scale=True, desc=f"RIL rank {rank}", disable=rank != 0,
+    # an explicit disable= would override tqdm's own TQDM_DISABLE switch, which scripts use for quiet runs
+    quiet = rank != 0 or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
+    return tqdm(total=total, unit="crop", unit_scale=True, desc=f"RIL rank {rank}", disable=quiet,
                 dynamic_ncols=True, smoothing=0.05)
 
 

@@ -34,7 +34,12 @@ from engine.results import harmonic_mean, parse_log  # noqa: E402
 from engine.utils import read_json, write_json  # noqa: E402
 
 TOY_MODELS = {"teacher": "models/toy_teacher.pt", "student": "models/toy_student.pt"}
-METHODS = ("CoOp", "CoOp_KDPL", "FDBPL")
+# method shown in the tables -> (trainer, config under configs/trainers/)
+METHODS = {"CoOp": ("CoOp", "CoOp/toyshapes.yaml"), "CoOp_KDPL": ("CoOp_KDPL", "CoOp_KDPL/toyshapes.yaml"),
+           "FDBPL": ("FDBPL", "FDBPL/toyshapes.yaml")}
+PROMPTSRC_METHODS = {"IVLP": ("IVLP", "IVLP/toyshapes.yaml"), "PromptSRC": ("PromptSRC", "PromptSRC/toyshapes.yaml"),
+                     "PromptSRC_KDPL": ("PromptSRC_KDPL", "PromptSRC_KDPL/toyshapes.yaml"),
+                     "PromptSRC+FDBPL": ("FDBPL", "FDBPL/promptsrc_toyshapes.yaml")}
 
 
 def log(msg):
@@ -104,6 +109,7 @@ class Demo:
         self.shots = 4 if self.quick else 16
         self.crops = 8 if self.quick else args.num_crops
         self.epochs = ["OPTIM.MAX_EPOCH", "2"] if self.quick else []
+        self.methods = dict(METHODS, **(PROMPTSRC_METHODS if args.promptsrc else {}))
         self.acc = {}
         # wall times survive a resumed demo: {"train": {method: {seed: s}}, "ril": {seed: s}}
         self.timing_file = osp.join(self.out, "timings.json")
@@ -114,18 +120,19 @@ class Demo:
         bucket[str(seed)] = seconds
         write_json(self.timings, self.timing_file)
 
-    def common(self, trainer, seed):
+    def common(self, method, seed):
         # ZeroshotCLIP has no settings of its own: it takes the CoOp toy config (input size, normalisation)
-        cfg = f"configs/trainers/{'CoOp' if trainer == 'ZeroshotCLIP' else trainer}/toyshapes.yaml"
+        trainer, cfg = ("ZeroshotCLIP", "CoOp/toyshapes.yaml") if method == "ZeroshotCLIP" else self.methods[method]
         return ["--root", self.data, "--seed", str(seed), "--trainer", trainer,
-                "--dataset-config-file", "configs/datasets/toyshapes.yaml", "--config-file", cfg]
+                "--dataset-config-file", "configs/datasets/toyshapes.yaml", "--config-file", f"configs/trainers/{cfg}"]
 
     def opts(self, method, seed):
         o = ["MODEL.BACKBONE.NAME", self.models["student"], "DATASET.NUM_SHOTS", str(self.shots),
              "DATALOADER.NUM_WORKERS", str(self.args.workers)] + self.epochs
-        if method == "CoOp_KDPL":
+        trainer = self.methods[method][0]
+        if trainer.endswith("_KDPL"):
             o += ["TRAINER.KDPL.TEACHER", self.models["teacher"]]
-        if method == "FDBPL":
+        if trainer == "FDBPL":
             o += ["TRAINER.FDBPL.RIL_DIR", self.ril_dir(seed)]
         return o
 
@@ -182,9 +189,9 @@ class Demo:
                 f"new {self.acc[f'ZS {role}']['new'][0]:.2f}")
 
     def train_methods(self):
-        total = len(METHODS) * len(self.args.seeds)
+        total = len(self.methods) * len(self.args.seeds)
         k = 0
-        for method in METHODS:
+        for method in self.methods:
             for seed in self.args.seeds:
                 k += 1
                 train_out = self.run_dir("train_base", method, seed)
@@ -218,7 +225,7 @@ class Demo:
             student = test_logits(self.common("ZeroshotCLIP", 1) + ["MODEL.BACKBONE.NAME", self.models["student"],
                                                                      "DATASET.SUBSAMPLE_CLASSES", sub])
             rows.append(("ZS student", sub) + teacher_agreement(teacher, student))
-            for method in METHODS:
+            for method in self.methods:
                 per_seed = []
                 for seed in self.args.seeds:
                     logits = test_logits(self.common(method, seed) + self.opts(method, seed)
@@ -247,9 +254,11 @@ class Demo:
         if med:
             print("\n(b) Training wall time per run (median over seeds, this machine, includes evaluation on base)")
             print(tabulate([(m, f"{v:.1f} s") for m, v in med.items()], headers=["method", "train time"]))
-            if "CoOp_KDPL" in med and "FDBPL" in med:
-                print(f"KDPL / FDBPL: {med['CoOp_KDPL'] / med['FDBPL']:.2f}x   "
-                      f"FDBPL / CoOp: {med['FDBPL'] / med['CoOp']:.2f}x")
+            for kdpl, fdbpl, base in (("CoOp_KDPL", "FDBPL", "CoOp"),
+                                      ("PromptSRC_KDPL", "PromptSRC+FDBPL", "PromptSRC")):
+                if all(m in med for m in (kdpl, fdbpl, base)):
+                    print(f"{kdpl} / {fdbpl}: {med[kdpl] / med[fdbpl]:.2f}x   "
+                          f"{fdbpl} / {base}: {med[fdbpl] / med[base]:.2f}x")
         else:
             print("\n(b) Training wall time: not recorded (runs made outside the demo); delete --out to re-time")
 
@@ -276,6 +285,8 @@ def main(argv=None):
     p.add_argument("--num-crops", type=int, default=64, help="RIL crops per image (the paper uses 500)")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--workers", type=int, default=0, help="DATALOADER.NUM_WORKERS for the training runs")
+    p.add_argument("--promptsrc", action="store_true",
+                   help="also run IVLP, PromptSRC, PromptSRC_KDPL and FDBPL on PromptSRC (about twice the time)")
     args = p.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     if args.quick:
