@@ -91,3 +91,16 @@ def test_pack_round_trip_through_the_backend(tmp_path):
         assert torch.allclose(loaded.encode_image(images), model16.encode_image(images), atol=1e-5)
     # a dense fp16 file of the same model is several times larger (the vocabulary dominates)
     assert os.path.getsize(path) < 0.5 * (model.token_embedding.weight.numel() * 2)
+
+
+def test_malformed_row_sparse_entry_is_rejected_by_name(tmp_path):
+    from engine.errors import CheckpointError
+
+    model, arch = build_tiny_clip(seed=1, context_length=16)
+    path, _ = pack_clip_file(model, arch, str(tmp_path / "m.pt"), ["red circle"])
+    payload = torch.load(path, weights_only=True)
+    entry = payload["row_sparse"]["token_embedding.weight"]
+    entry["rows"] = entry["rows"][:-1]  # one row fewer than ids
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="malformed row-sparse entry 'token_embedding.weight'"):
+        load_clip(path)

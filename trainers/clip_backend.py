@@ -208,7 +208,8 @@ def read_clip_file(path):
         if obj.get("version") != FILE_VERSION or not isinstance(obj.get("arch"), dict):
             raise CheckpointError(f"'{path}' is an {FILE_FORMAT} file of unsupported version "
                                   f"{obj.get('version')!r}; this code reads version {FILE_VERSION}")
-        return _densify_rows(obj["state_dict"], obj.get("row_sparse") or {}, path), obj["arch"], obj.get("meta") or {}
+        sd = _densify_rows(obj["state_dict"], obj.get("row_sparse") or {}, path)
+        return sd, obj["arch"], obj.get("meta") or {}
     sd = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}

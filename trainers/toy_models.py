@@ -165,7 +165,8 @@ def pack_clip_file(model, arch, path, keep_texts, meta=None):
     """Write ``model`` as an fp16 fdbpl-clip file whose token embedding keeps only the rows ``keep_texts`` use.
 
     The other rows are zeros, stored row-sparse (kept ids + kept rows, ``row_sparse`` in the payload), which
-    is what makes a 49408-row vocabulary small; ``read_clip_file`` densifies it on load. Returns ``(path, sha256 hex of the file)``.
+    is what makes a 49408-row vocabulary small; ``read_clip_file`` densifies it on load.
+    Returns ``(path, sha256 hex of the file)``.
     """
     keep = torch.tensor(used_token_ids(keep_texts), dtype=torch.long)
     save_clip_file(model, arch, path, dtype=torch.float16, meta=dict(meta or {}, kept_token_ids=len(keep)))
