@@ -278,7 +278,7 @@ class Demo:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="a 2-3 minute version: 1 seed, 4 shots, 2 epochs, 8 crops")
+    p.add_argument("--quick", action="store_true", help="a one-minute smoke run: 1 seed, 4 shots, 2 epochs, 8 crops")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
     p.add_argument("--out", default="output/demo")
     p.add_argument("--data", default="data")
