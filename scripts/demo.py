@@ -1,6 +1,6 @@
 """The embedded main job: FDBPL's whole pipeline in the ToyShapes world, on a CPU, in minutes.
 
-    python scripts/demo.py [--quick] [--seeds 0 1 2] [--out output/demo] [--data data]
+    python scripts/demo.py [--quick] [--promptsrc] [--seeds 0 1 2] [--out output/demo] [--data data]
 
 1. generate ToyShapes (CoOp layout) and pick the toy teacher/student CLIPs (``models/``),
 2. build one RIL table per seed with the toy teacher (base classes, 16 shots),
