@@ -164,23 +164,32 @@ class FDBPL(ClipPromptTrainer):
 
     # ------------------------------------------------------------------------------------- step
 
+    def distillation_losses(self, image, teacher_probs, labels, w):
+        """Eq. 17 on one batch (call inside ``autocast``) -> ``(image features, txt_pos, logits_pos, losses)``."""
+        node = self.cfg.TRAINER.FDBPL
+        img = self.model.image_features(image)  # one image-encoder pass feeds both branches
+        txt_pos, txt_neg = self.text_features_train()
+        scale = self.model.logit_scale.exp()
+        logits_pos = scale * img @ txt_pos.t().to(img.dtype)
+        use_neg_logits = txt_neg is not None and float(node.LAMBDA_NEG) != 0
+        logits_neg = scale * img @ txt_neg.t().to(img.dtype) if use_neg_logits else None
+        losses = fdbpl_total_loss(
+            logits_pos, logits_neg, teacher_probs, w, img, txt_pos, txt_neg,
+            lambda_neg=float(node.LAMBDA_NEG), lambda_diff1=float(node.LAMBDA_DIFF1),
+            lambda_diff2=float(node.LAMBDA_DIFF2), alpha=float(node.ALPHA), delta=float(node.DELTA),
+            labels=labels)
+        return img, txt_pos, logits_pos, losses
+
+    @staticmethod
+    def log_values(parts, keys, logits_pos, labels):
+        """``{key: float}`` of the loss parts plus ``acc``, with one host sync per step."""
+        acc = compute_accuracy(logits_pos.detach(), labels)[0].reshape(())
+        values = torch.stack([parts[k].detach().float().reshape(()) for k in keys] + [acc.float()]).tolist()
+        return dict(zip(tuple(keys) + ("acc",), values))
+
     def forward_backward(self, batch):
         image, teacher_probs, labels, w = self.parse_batch_train(batch)
-        node = self.cfg.TRAINER.FDBPL
         with self.autocast():
-            img = self.model.image_features(image)  # one image-encoder pass feeds both branches
-            txt_pos, txt_neg = self.text_features_train()
-            scale = self.model.logit_scale.exp()
-            logits_pos = scale * img @ txt_pos.t().to(img.dtype)
-            use_neg_logits = txt_neg is not None and float(node.LAMBDA_NEG) != 0
-            logits_neg = scale * img @ txt_neg.t().to(img.dtype) if use_neg_logits else None
-            losses = fdbpl_total_loss(
-                logits_pos, logits_neg, teacher_probs, w, img, txt_pos, txt_neg,
-                lambda_neg=float(node.LAMBDA_NEG), lambda_diff1=float(node.LAMBDA_DIFF1),
-                lambda_diff2=float(node.LAMBDA_DIFF2), alpha=float(node.ALPHA), delta=float(node.DELTA),
-                labels=labels)
+            _, _, logits_pos, losses = self.distillation_losses(image, teacher_probs, labels, w)
         self.optimize(losses.total)
-        parts = losses.as_dict()
-        acc = compute_accuracy(logits_pos.detach(), labels)[0].reshape(())
-        values = torch.stack([parts[k].detach().float() for k in LOG_KEYS[:-1]] + [acc.float()]).tolist()
-        return dict(zip(LOG_KEYS, values))  # one host sync per step for all six numbers
+        return self.log_values(losses.as_dict(), LOG_KEYS[:-1], logits_pos, labels)

@@ -15,10 +15,8 @@ evaluation are FDBPL's.
 
 import torch
 
-from engine.utils import compute_accuracy
 from trainers.base import normalize
 from trainers.fdbpl import LOG_KEYS, FDBPL, DualPromptLearner
-from trainers.losses import fdbpl_total_loss
 from trainers.promptsrc import PromptSrcMixin
 from trainers.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
 
@@ -83,19 +81,9 @@ class FDBPLPromptSRC(PromptSrcMixin, FDBPL):
 
     def forward_backward(self, batch):
         image, teacher_probs, labels, w = self.parse_batch_train(batch)
-        node = self.cfg.TRAINER.FDBPL
         with self.autocast():
-            img = self.model.image_features(image)  # shared vision prompts: one pass feeds both branches
-            txt_pos, txt_neg = self.text_features_train()
-            scale = self.model.logit_scale.exp()
-            logits_pos = scale * img @ txt_pos.t().to(img.dtype)
-            use_neg_logits = txt_neg is not None and float(node.LAMBDA_NEG) != 0
-            logits_neg = scale * img @ txt_neg.t().to(img.dtype) if use_neg_logits else None
-            losses = fdbpl_total_loss(
-                logits_pos, logits_neg, teacher_probs, w, img, txt_pos, txt_neg,
-                lambda_neg=float(node.LAMBDA_NEG), lambda_diff1=float(node.LAMBDA_DIFF1),
-                lambda_diff2=float(node.LAMBDA_DIFF2), alpha=float(node.ALPHA), delta=float(node.DELTA),
-                labels=labels)
+            # shared vision prompts: one image pass feeds both branches
+            img, txt_pos, logits_pos, losses = self.distillation_losses(image, teacher_probs, labels, w)
             reg = self.self_regularisation(txt_pos, img, logits_pos, image)
             total = losses.total + reg.total
         self.optimize(total)
@@ -103,7 +91,4 @@ class FDBPLPromptSRC(PromptSrcMixin, FDBPL):
         parts["loss"] = total
         parts.update({"loss_scl_text": reg.loss_text, "loss_scl_image": reg.loss_image,
                       "loss_scl_logits": reg.loss_logits})
-        keys = LOG_KEYS[:-1] + SCL_KEYS
-        acc = compute_accuracy(logits_pos.detach(), labels)[0].reshape(())
-        values = torch.stack([parts[k].detach().float().reshape(()) for k in keys] + [acc.float()]).tolist()
-        return dict(zip(keys + ("acc",), values))  # one host sync per step
+        return self.log_values(parts, LOG_KEYS[:-1] + SCL_KEYS, logits_pos, labels)
