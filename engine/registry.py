@@ -6,6 +6,7 @@ under its ``__name__``; ``build_dataset(cfg)`` looks up ``cfg.DATASET.NAME``. Un
 ``build_trainer`` lives in ``engine/trainer.py``.
 """
 
+import contextlib
 import difflib
 
 from engine.errors import ConfigError
@@ -18,7 +19,22 @@ __all__ = [
     "check_availability",
     "build_dataset",
     "build_evaluator",
+    "plugin_origin",
 ]
+
+# The plugin module being imported by engine.discovery, if any: registrations made while it is set may
+# replace an existing name (with a note) instead of raising Dassl's KeyError.
+_current_plugin = []
+
+
+@contextlib.contextmanager
+def plugin_origin(module_name):
+    """Mark registrations made inside the block as coming from plugin module ``module_name``."""
+    _current_plugin.append(module_name)
+    try:
+        yield
+    finally:
+        _current_plugin.pop()
 
 
 def _closest(name, choices):
@@ -40,7 +56,11 @@ def check_availability(requested, available, kind="name"):
     listed = ", ".join(sorted(available)) if available else "(none registered)"
     suggestion = _closest(requested, available)
     hint = f"did you mean '{suggestion}'? " if suggestion else ""
-    raise ConfigError(f"unknown {kind} '{requested}'; {hint}Available: {listed}")
+    from engine.discovery import plugin_failures
+
+    failures = plugin_failures()
+    broken = f" (plugin modules that failed to import: {'; '.join(failures.values())})" if failures else ""
+    raise ConfigError(f"unknown {kind} '{requested}'; {hint}Available: {listed}{broken}")
 
 
 class Registry:
@@ -55,8 +75,16 @@ class Registry:
         return self._name
 
     def _do_register(self, name, obj, force=False):
-        if name in self._obj_map and not force:
-            raise KeyError(f'An object named "{name}" was already registered in "{self._name}" registry')
+        previous = self._obj_map.get(name)
+        if previous is not None and not force:
+            if not _current_plugin:
+                raise KeyError(f'An object named "{name}" was already registered in "{self._name}" registry')
+            if previous is obj:
+                return
+            # A plugin standing in for a name we already have (e.g. upstream coop.py beside ours): the later
+            # import wins, and the user is told which module replaced which.
+            print(f"note: {self._name.lower()} '{name}' from module '{_current_plugin[-1]}' replaces the one from "
+                  f"module '{getattr(previous, '__module__', '?')}'")
         self._obj_map[name] = obj
 
     def register(self, obj=None, force=False):
