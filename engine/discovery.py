@@ -39,7 +39,7 @@ __all__ = [
 PLUGIN_PACKAGES = ("trainers", "datasets")
 PLUGIN_ENV_VAR = "FDBPL_PLUGINS"
 # Top-level package names of upstream code that compat/ provides as faces over this project.
-UPSTREAM_NAMES = ("dassl",)
+UPSTREAM_NAMES = ("dassl", "clip")
 COMPAT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "compat")
 
 _failures = {}  # module name -> "path: ErrorType: message", kept so later lookups can explain a missing name

@@ -1,0 +1,117 @@
+"""``clip.model``: a ``CLIP`` with OpenAI's attributes and semantics, made of an open_clip model's modules.
+
+What upstream prompt learners touch behaves as in OpenAI's code: ``transformer`` takes and returns
+sequence-first ``[L, N, D]`` tensors and applies the causal mask itself; ``dtype`` is the patch conv's dtype;
+``build_model`` returns an ``eval()`` model whose Linear/Conv/attention weights are fp16 (``convert_weights``),
+with LayerNorm computed in the input's dtype from fp32 parameters; ``visual.input_resolution`` is an int.
+The state-dict keys are OpenAI's, so OpenAI state dicts load as they are.
+"""
+import torch
+from torch import nn
+
+from trainers import clip_backend as _backend
+
+__all__ = ["CLIP", "build_model", "convert_weights"]
+
+
+class SequenceFirstTransformer(nn.Module):
+    """OpenAI's text ``Transformer`` interface over open_clip residual blocks: ``[L, N, D]`` in and out."""
+
+    def __init__(self, blocks, attn_mask, batch_first, width):
+        super().__init__()
+        self.resblocks = blocks
+        self.width, self.layers = width, len(blocks)
+        self._blocks_batch_first = batch_first
+        self.register_buffer("attn_mask", attn_mask, persistent=False)
+
+    def forward(self, x):
+        length = x.shape[0]
+        # Upstream prompt learners may feed fewer positions than the context length; the mask follows.
+        mask = self.attn_mask[:length, :length].to(x.dtype) if self.attn_mask is not None else None
+        if self._blocks_batch_first:
+            x = x.transpose(0, 1)
+        for block in self.resblocks:
+            x = block(x, attn_mask=mask)
+        return x.transpose(0, 1) if self._blocks_batch_first else x
+
+
+class CLIP(nn.Module):
+    """OpenAI's CLIP module layout (``visual``, ``transformer``, ``token_embedding``, ...) over open_clip parts."""
+
+    def __init__(self, open_clip_model):
+        super().__init__()
+        m = open_clip_model
+        self.visual = m.visual
+        self.visual.input_resolution = _backend.image_size_of(m)[0]
+        self.transformer = SequenceFirstTransformer(m.transformer.resblocks, m.attn_mask,
+                                                    getattr(m.transformer, "batch_first", False), m.transformer.width)
+        self.context_length = _backend.context_length_of(m)
+        self.vocab_size = m.token_embedding.num_embeddings
+        self.token_embedding = m.token_embedding
+        self.positional_embedding = m.positional_embedding
+        self.ln_final = m.ln_final
+        self.text_projection = m.text_projection
+        self.logit_scale = m.logit_scale
+
+    @property
+    def dtype(self):
+        return self.visual.conv1.weight.dtype
+
+    def encode_image(self, image):
+        return self.visual(image.type(self.dtype))
+
+    def encode_text(self, text):
+        x = self.token_embedding(text).type(self.dtype)
+        x = x + self.positional_embedding.type(self.dtype)
+        x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+        x = self.ln_final(x).type(self.dtype)
+        return x[torch.arange(x.shape[0]), text.argmax(dim=-1)] @ self.text_projection
+
+    def forward(self, image, text):
+        image_features = self.encode_image(image)
+        text_features = self.encode_text(text)
+        image_features = image_features / image_features.norm(dim=1, keepdim=True)
+        text_features = text_features / text_features.norm(dim=1, keepdim=True)
+        logits_per_image = self.logit_scale.exp() * image_features @ text_features.t()
+        return logits_per_image, logits_per_image.t()
+
+
+def convert_weights(model):
+    """Cast Linear/Conv/attention weights, ``text_projection`` and ``proj`` to fp16, as OpenAI's ``convert_weights``."""
+
+    def _to_fp16(module):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            module.weight.data = module.weight.data.half()
+            if module.bias is not None:
+                module.bias.data = module.bias.data.half()
+        if isinstance(module, nn.MultiheadAttention):
+            for attr in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias",
+                         "bias_k", "bias_v"):
+                tensor = getattr(module, attr, None)
+                if tensor is not None:
+                    tensor.data = tensor.data.half()
+        for name in ("text_projection", "proj"):
+            attr = getattr(module, name, None)
+            if isinstance(attr, torch.Tensor):
+                attr.data = attr.data.half()
+
+    model.apply(_to_fp16)
+
+
+def build_model(state_dict, arch=None):
+    """An OpenAI-layout ``CLIP`` (fp16 weights, ``eval()``) from a state dict with OpenAI key names.
+
+    Also accepts this project's self-describing ``fdbpl-clip`` file contents (what ``torch.load`` returns
+    for one), whose architecture is recorded in the file.
+    """
+    if isinstance(state_dict, dict) and state_dict.get("format") == _backend.FILE_FORMAT:
+        arch = state_dict["arch"]
+        state_dict = _backend._densify_rows(state_dict["state_dict"], state_dict.get("row_sparse") or {},
+                                            "fdbpl-clip state dict")
+    if arch is None:
+        arch = _backend.infer_openai_arch(state_dict)
+    open_clip_model = _backend.build_clip(arch, "state dict")
+    _backend._load_weights(open_clip_model, state_dict, "state dict")
+    model = CLIP(open_clip_model)
+    convert_weights(model)
+    return model.eval()
