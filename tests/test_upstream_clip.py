@@ -254,3 +254,52 @@ def test_upstream_style_coop_stands_in_for_ours_and_trains(clip77, toy_root, tmp
         sys.modules.pop("fdbpl_up_clipcoop", None)
     assert "note: trainer 'CoOp' from module 'fdbpl_up_clipcoop.coop' replaces the one from module " \
            "'trainers.coop'" in printed
+
+
+IVLP_DESIGN = {"trainer": "IVLP", "vision_depth": 2, "language_depth": 2, "vision_ctx": 2, "language_ctx": 4}
+
+
+def test_design_details_add_ivlp_prompts_under_upstream_names(clip77):
+    from trainers.encoders import ImageEncoder, TextEncoder
+
+    sd = torch.load(clip._download(clip._MODELS[clip77]), map_location="cpu")
+    model = clip.build_model(sd, IVLP_DESIGN).float()
+    prompts = {n for n, _ in model.named_parameters() if "VPT" in n}
+    assert prompts == {"visual.VPT", "visual.transformer.resblocks.1.VPT_shallow",
+                       "transformer.resblocks.1.VPT_shallow"}
+    assert model.visual.VPT.shape == (2, 64) and model.transformer.resblocks[1].VPT_shallow.shape == (4, 64)
+    plain = clip.build_model(sd).float()
+    assert not any("VPT" in n for n, _ in plain.named_parameters())
+    assert set(model.state_dict()) - set(plain.state_dict()) == prompts  # everything else keeps OpenAI's names
+
+    # Text: the sequence-first transformer's replacement equals the shared TextEncoder's deep prompts.
+    ours = cb.apply_precision(cb.load_clip(clip77), "fp16").float()
+    tokens = clip.tokenize(["X X X X red circle.", "X X X X blue star."])
+    emb = model.token_embedding(tokens)
+    x = (emb + model.positional_embedding).permute(1, 0, 2)
+    x = model.ln_final(model.transformer(x).permute(1, 0, 2))
+    feats = x[torch.arange(2), tokens.argmax(-1)] @ model.text_projection
+    deep = [model.transformer.resblocks[1].VPT_shallow]
+    want = TextEncoder(ours)(emb, tokens, deep_prompts=deep, truncate=False)
+    torch.testing.assert_close(feats, want, atol=1e-5, rtol=1e-5)
+
+    # Vision: appended VPT tokens and block-1 replacement change the features; gradients reach both.
+    images = torch.randn(2, 3, 32, 32)
+    prompted = model.visual(images)
+    want = ImageEncoder(ours)(images, vision_prompts=model.visual.VPT,
+                              deep_vision_prompts=[model.visual.transformer.resblocks[1].VPT_shallow])
+    torch.testing.assert_close(prompted, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(prompted, plain.visual(images), atol=1e-3)
+    prompted.sum().backward()
+    assert model.visual.VPT.grad.abs().sum() > 0
+    assert model.visual.transformer.resblocks[1].VPT_shallow.grad.abs().sum() > 0
+
+
+def test_design_details_reject_what_this_face_cannot_build(clip77):
+    sd = torch.load(clip._download(clip._MODELS[clip77]), map_location="cpu")
+    with pytest.raises(ValueError, match="'MaPLe' is not supported by this clip face"):
+        clip.build_model(sd, {"trainer": "MaPLe", "vision_depth": 2, "language_depth": 2, "vision_ctx": 2,
+                              "language_ctx": 2, "maple_length": 2})
+    zero = clip.build_model(sd, {"trainer": "IVLP", "vision_depth": 0, "language_depth": 0, "vision_ctx": 0,
+                                 "language_ctx": 0})  # PromptSRC's frozen zero-shot copies
+    assert not any("VPT" in n for n, _ in zero.named_parameters())

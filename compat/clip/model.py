@@ -5,13 +5,23 @@ sequence-first ``[L, N, D]`` tensors and applies the causal mask itself; ``dtype
 ``build_model`` returns an ``eval()`` model whose Linear/Conv/attention weights are fp16 (``convert_weights``),
 with LayerNorm computed in the input's dtype from fp32 parameters; ``visual.input_resolution`` is an int.
 The state-dict keys are OpenAI's, so OpenAI state dicts load as they are.
+
+``build_model(state_dict, design_details)`` also builds the deep-prompted models of the PromptSRC / IVLP / VPT
+code (their forked ``clip/model.py``): learnable ``visual.VPT`` tokens appended after the positional embedding,
+and ``VPT_shallow`` tokens owned by blocks 1..depth-1 that replace the prompt slots at the start of the block
+(text: positions 1..n_ctx; vision: the last n_ctx tokens), under the parameter names those trainers select.
+The prompted forward passes are this project's shared encoders, not a copy.
 """
 import torch
+from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from trainers import clip_backend as _backend
+from trainers.encoders import ImageEncoder
 
 __all__ = ["CLIP", "build_model", "convert_weights"]
+_PLAIN = ("CoOp", "CoCoOp")
+_DEEP = ("IVLP", "VPT")
 
 
 class SequenceFirstTransformer(nn.Module):
@@ -31,8 +41,64 @@ class SequenceFirstTransformer(nn.Module):
         if self._blocks_batch_first:
             x = x.transpose(0, 1)
         for block in self.resblocks:
+            deep = getattr(block, "VPT_shallow", None)
+            if deep is not None:  # IVLP text prompts: replace the context slots right after SOS
+                ctx = deep.to(x.dtype).unsqueeze(0 if self._blocks_batch_first else 1)
+                if self._blocks_batch_first:
+                    ctx = ctx.expand(x.shape[0], -1, -1)
+                    x = torch.cat([x[:, :1], ctx, x[:, 1 + ctx.shape[1]:]], dim=1)
+                else:
+                    ctx = ctx.expand(-1, x.shape[1], -1)
+                    x = torch.cat([x[:1], ctx, x[1 + ctx.shape[0]:]], dim=0)
             x = block(x, attn_mask=mask)
         return x.transpose(0, 1) if self._blocks_batch_first else x
+
+
+class _PromptedVisionTransformer(VisionTransformer):
+    """open_clip's ViT with the IVLP prompt parameters it owns (``VPT``, blocks' ``VPT_shallow``) applied."""
+
+    def forward(self, x):
+        encoder = self.__dict__.get("_fdbpl_encoder")
+        if encoder is None:
+            encoder = ImageEncoder(_VisualHolder(self))
+            self.__dict__["_fdbpl_encoder"] = encoder  # not a submodule: no second copy in the state dict
+        deep = [block.VPT_shallow for block in self.transformer.resblocks[1:] if hasattr(block, "VPT_shallow")]
+        return encoder(x, vision_prompts=getattr(self, "VPT", None), deep_vision_prompts=deep)
+
+
+class _VisualHolder:
+    def __init__(self, visual):
+        self.visual = visual
+
+
+def _prompt(n_ctx, width):
+    param = nn.Parameter(torch.empty(n_ctx, width))
+    nn.init.normal_(param, std=0.02)
+    return param
+
+
+def _add_deep_prompts(model, design):
+    """Give ``model`` the learnable prompts of ``design`` (PromptSRC/IVLP/VPT ``design_details``)."""
+    trainer = design.get("trainer", "CoOp")
+    if trainer in _PLAIN:
+        return
+    if trainer not in _DEEP:
+        raise ValueError(f"design_details trainer {trainer!r} is not supported by this clip face (supported: "
+                         f"{', '.join(_PLAIN + _DEEP)}); use this project's own trainer of that name")
+    v_depth, v_ctx = int(design.get("vision_depth", 0)), int(design.get("vision_ctx", 0))
+    t_depth, t_ctx = int(design.get("language_depth", 0)), int(design.get("language_ctx", 0))
+    if v_depth > 0 and v_ctx > 0:
+        visual = model.visual
+        if not isinstance(visual, VisionTransformer):
+            raise ValueError("vision prompts (vision_depth > 0) need a ViT backbone")
+        visual.__class__ = _PromptedVisionTransformer
+        width = visual.conv1.out_channels
+        visual.VPT = _prompt(v_ctx, width)
+        for block in list(visual.transformer.resblocks)[1:v_depth]:
+            block.VPT_shallow = _prompt(v_ctx, width)
+    if t_depth > 0 and t_ctx > 0:
+        for block in list(model.transformer.resblocks)[1:t_depth]:
+            block.VPT_shallow = _prompt(t_ctx, model.transformer.width)
 
 
 class CLIP(nn.Module):
@@ -98,10 +164,10 @@ def convert_weights(model):
     model.apply(_to_fp16)
 
 
-def build_model(state_dict, arch=None):
+def build_model(state_dict, design_details=None, arch=None):
     """An OpenAI-layout ``CLIP`` (fp16 weights, ``eval()``) from a state dict with OpenAI key names.
 
-    Also accepts this project's self-describing ``fdbpl-clip`` file contents (what ``torch.load`` returns
+    ``design_details`` (PromptSRC/IVLP/VPT style) adds their learnable deep prompts (fp32, as theirs). Also accepts this project's self-describing ``fdbpl-clip`` file contents (what ``torch.load`` returns
     for one), whose architecture is recorded in the file.
     """
     if isinstance(state_dict, dict) and state_dict.get("format") == _backend.FILE_FORMAT:
@@ -114,4 +180,5 @@ def build_model(state_dict, arch=None):
     _backend._load_weights(open_clip_model, state_dict, "state dict")
     model = CLIP(open_clip_model)
     convert_weights(model)
+    _add_deep_prompts(model, design_details or {})
     return model.eval()
