@@ -10,7 +10,8 @@ Differences from Dassl, on purpose:
 * a resume point is written after every epoch (the previous one is removed unless it is a scheduled
   checkpoint), with RNG and method state, so an interrupted run loses at most one epoch and continues
   identically;
-* checkpoints hold plain state dicts only and load with ``torch.load(weights_only=True)``;
+* checkpoints hold plain state dicts only; every checkpoint is read through an allow-list of globals, so
+  loading a shared checkpoint never runs code (``engine.checkpoint.load_checkpoint``);
 * ``load_model`` without an epoch falls back to the last saved epoch when there is no ``model-best.pth.tar``.
 """
 import datetime
