@@ -130,6 +130,9 @@ def _checkpoint_globals():
         if hasattr(tu, name):
             allowed[("torch._utils", name)] = getattr(tu, name)
     allowed[("torch._tensor", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
+    # Storage classes appear only as tags in a tensor's storage record (uint32 numpy RNG state, ...).
+    allowed[("torch.storage", "UntypedStorage")] = torch.UntypedStorage
+    allowed[("torch", "UntypedStorage")] = torch.UntypedStorage
     allowed[("torch", "Tensor")] = torch.Tensor
     allowed[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
     allowed[("torch", "Size")] = torch.Size
@@ -236,14 +239,19 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None):
     fpath = _read_pointer(fdir)
     print(f'Loading checkpoint from "{fpath}"')
     checkpoint = load_checkpoint(fpath)
-    model.load_state_dict(checkpoint["state_dict"])
-    print("Loaded model weights")
-    if optimizer is not None and checkpoint.get("optimizer") is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        print("Loaded optimizer")
-    if scheduler is not None and checkpoint.get("scheduler") is not None:
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        print("Loaded scheduler")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+        print("Loaded model weights")
+        if optimizer is not None and checkpoint.get("optimizer") is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            print("Loaded optimizer")
+        if scheduler is not None and checkpoint.get("scheduler") is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            print("Loaded scheduler")
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        reason = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))[:200]
+        raise CheckpointError(f"cannot resume from {fpath}: it does not fit this model/optimizer ({reason}); "
+                              f"it was trained with another config") from None
     start_epoch = checkpoint["epoch"]
     print(f"Previous epoch: {start_epoch}")
     return start_epoch

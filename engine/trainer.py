@@ -35,6 +35,17 @@ CLASS_DEPENDENT_SUFFIXES = ("token_prefix", "token_suffix")
 RESUME_MARK = "resume"
 
 
+def _first_reason(exc):
+    """The first informative line of a load error (torch puts a header line before the mismatches)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading"):
+        lines = lines[1:]
+    reason = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, KeyError):
+        reason = f"missing entry {reason}"
+    return reason[:200]
+
+
 def build_trainer(cfg):
     """Build the trainer named by ``cfg.TRAINER.NAME`` (plugins are discovered first)."""
     from engine.discovery import import_plugins
@@ -191,17 +202,25 @@ class TrainerBase:
         for i, name in enumerate(names):
             with open(self._checkpoint_pointer(directory, name)) as f:
                 fname = f.read().strip()
-            ckpt = load_checkpoint(osp.join(directory, name, fname))
-            self._models[name].load_state_dict(ckpt["state_dict"])
-            if self._optims[name] is not None and ckpt.get("optimizer"):
-                self._optims[name].load_state_dict(ckpt["optimizer"])
-            if self._scheds[name] is not None and ckpt.get("scheduler"):
-                self._scheds[name].load_state_dict(ckpt["scheduler"])
-            if i == 0 and "trainer_state" in ckpt:
-                _set_rng_state(ckpt["trainer_state"]["rng"])
-                self.load_extra_state_dict(ckpt["trainer_state"].get("extra", {}))
-                if ckpt["trainer_state"].get(RESUME_MARK):
-                    self._last_resume_epoch = ckpt["epoch"]
+            path = osp.join(directory, name, fname)
+            ckpt = load_checkpoint(path)
+            try:
+                self._models[name].load_state_dict(ckpt["state_dict"])
+                if self._optims[name] is not None and ckpt.get("optimizer"):
+                    self._optims[name].load_state_dict(ckpt["optimizer"])
+                if self._scheds[name] is not None and ckpt.get("scheduler"):
+                    self._scheds[name].load_state_dict(ckpt["scheduler"])
+                if i == 0 and "trainer_state" in ckpt:
+                    _set_rng_state(ckpt["trainer_state"]["rng"])
+                    self.load_extra_state_dict(ckpt["trainer_state"].get("extra", {}))
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+                # Tensors or optimizer groups of another shape: the folder holds a run of another config.
+                raise CheckpointError(
+                    f"cannot resume from {path}: {directory} was trained with another config "
+                    f"({_first_reason(exc)}); pass another --output-dir, or remove {directory} to start over"
+                ) from None
+            if i == 0 and "trainer_state" in ckpt and ckpt["trainer_state"].get(RESUME_MARK):
+                self._last_resume_epoch = ckpt["epoch"]
             start_epoch = ckpt["epoch"]
             print(f"Loaded {name} from {fname} (resuming at epoch {start_epoch + 1})")
         return start_epoch
