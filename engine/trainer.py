@@ -267,10 +267,18 @@ class TrainerBase:
         self.max_epoch = max_epoch
         self.before_train()
         for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.seed_loaders(self.epoch)
             self.before_epoch()
             self.run_epoch()
             self.after_epoch()
         self.after_train()
+
+    def seed_loaders(self, epoch):
+        """Seed the train loaders' workers for ``epoch`` (loaders without ``set_epoch`` are left alone)."""
+        for name in ("train_loader_x", "train_loader_u"):
+            loader = getattr(self, name, None)
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
 
     def before_train(self):
         pass
