@@ -19,7 +19,7 @@ import torch
 
 from engine.errors import CheckpointError
 from engine.safe_pickle import RefusedGlobal, pickle_module_for, restricted_unpickler
-from engine.utils import atomic_write_bytes, mkdir_if_missing
+from engine.utils import atomic_write_bytes, mkdir_if_missing, remove_stale_temp_files
 
 __all__ = [
     "save_checkpoint",
@@ -50,6 +50,7 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
     file then names it, and ``is_best`` also copies it to ``model-best.pth.tar``.
     """
     mkdir_if_missing(save_dir)
+    remove_stale_temp_files(save_dir)  # left by a save that was killed (SIGKILL) before os.replace
     state = dict(state)
     if remove_module_from_keys and isinstance(state.get("state_dict"), dict):
         state["state_dict"] = _strip_module_prefix(state["state_dict"])

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.errors import CheckpointError, ConfigError
 from engine.registry import TRAINER_REGISTRY, build_evaluator, check_availability
-from engine.utils import AverageMeter, MetricMeter
+from engine.utils import AverageMeter, MetricMeter, remove_stale_temp_files
 
 # State-dict keys that depend on the class list; they are rebuilt for the evaluated classes, never loaded.
 CLASS_DEPENDENT_SUFFIXES = ("token_prefix", "token_suffix")
@@ -194,6 +194,8 @@ class TrainerBase:
 
     def resume_model_if_exist(self, directory):
         names = self.get_model_names()
+        for name in names:
+            remove_stale_temp_files(osp.join(directory, name))
         if not names or not all(osp.isfile(self._checkpoint_pointer(directory, n)) for n in names):
             print("No checkpoint found, train from scratch")
             return 0
