@@ -100,8 +100,9 @@ def _legacy_stand_in(module, name):
     return type(name, (LegacyObject,), {"_legacy_class": f"{module}.{name}", "__module__": __name__})
 
 
-# Dassl classes a CoOp/Dassl checkpoint may pickle: the warm-up wrappers (the scheduler object is saved
-# whole, its successor inside it) and Dassl's own optimizers (the successor pickles its optimizer).
+# Dassl classes a CoOp/Dassl checkpoint may pickle. Dassl's scheduler state_dict() holds the successor
+# *object* with its optimizer; Dassl's own classes appear there when that optimizer is Dassl's RAdam,
+# or when a warm-up wrapper was nested or pickled whole.
 DASSL_CLASSES = {
     "dassl.optim.lr_scheduler": ("_BaseWarmupScheduler", "ConstantWarmupScheduler", "LinearWarmupScheduler"),
     "dassl.optim.radam": ("RAdam", "PlainRAdam", "AdamW"),
@@ -109,7 +110,8 @@ DASSL_CLASSES = {
 
 
 def _subclasses_in(module, base):
-    """``{(module_name, class_name): class}`` for the public ``base`` subclasses defined in ``module``."""
+    """``{(module_name, class_name): class}`` for the ``base`` subclasses found in ``module`` (both the
+    defining module's name and ``module``'s, since either may be recorded)."""
     found = {}
     for obj in vars(module).values():
         if isinstance(obj, type) and issubclass(obj, base):
@@ -148,16 +150,14 @@ def _checkpoint_globals():
     allowed[("_codecs", "encode")] = codecs.encode
     allowed[("collections", "OrderedDict")] = OrderedDict
     allowed[("collections", "defaultdict")] = defaultdict
-    # numpy scalars and arrays (e.g. a val_result computed with numpy), under numpy 1 and 2 module names.
+    # numpy scalars (a val_result computed with numpy, e.g. sklearn's F1), under numpy 1 and 2 module names.
     try:
         from numpy._core import multiarray as np_multiarray
     except ImportError:  # numpy < 2
         from numpy.core import multiarray as np_multiarray
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(core, "scalar")] = np_multiarray.scalar
-        allowed[(core, "_reconstruct")] = np_multiarray._reconstruct
     allowed[("numpy", "dtype")] = np.dtype
-    allowed[("numpy", "ndarray")] = np.ndarray
     allowed.update(_subclasses_in(torch.optim, torch.optim.Optimizer))
     for module_name in dir(torch.optim):
         module = getattr(torch.optim, module_name)

@@ -104,6 +104,15 @@ def test_checkpoint_written_like_dassl_loads(tmp_path):
     assert ckpt["scheduler"]["last_epoch"] == 1  # Dassl's wrapper stops counting after warm-up
 
 
+def test_numpy_scalar_val_result_loads(tmp_path):
+    import numpy as np
+
+    path = str(tmp_path / "model-best.pth.tar")
+    torch.save({"state_dict": {"ctx": torch.ones(2)}, "epoch": 3, "val_result": np.float64(81.25)}, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt["val_result"] == 81.25 and isinstance(ckpt["val_result"], np.float64)
+
+
 def _coop_optim(max_epoch):
     cfg = get_cfg_default().OPTIM
     cfg.NAME, cfg.LR, cfg.LR_SCHEDULER, cfg.MAX_EPOCH = "sgd", 0.002, "cosine", max_epoch
