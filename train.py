@@ -11,12 +11,14 @@ config keys. Problems the user can fix are reported as one ``error:`` line (``FD
 """
 import argparse
 import importlib
+import os
 
 import torch
 
 from engine.cli import run_cli
 from engine.config import get_cfg_default, merge_cfg_file, merge_cfg_opts
 from engine.discovery import import_plugins
+from engine.errors import ConfigError
 from engine.logger import collect_env_info, setup_logger
 from engine.trainer import build_trainer
 from engine.utils import set_random_seed
@@ -98,8 +100,20 @@ def print_args(args, cfg):
     print(cfg)
 
 
+def check_output_dir(path):
+    """Refuse an output folder that is (or lies under) an existing file, before anything is written to it."""
+    probe = os.path.abspath(path) if path else ""
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        probe = "" if parent == probe else parent
+    if probe and not os.path.isdir(probe):
+        raise ConfigError(f"--output-dir {path}: {probe} is a file, not a folder; pass a folder path "
+                          f"(it is created if missing)")
+
+
 def main(args):
     cfg = setup_cfg(args)
+    check_output_dir(cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)

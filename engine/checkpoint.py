@@ -1,23 +1,25 @@
 """Checkpoints in Dassl's layout: ``<dir>/model.pth.tar-<epoch>``, a ``checkpoint`` pointer file, ``model-best.pth.tar``.
 
 Writes are atomic (temporary file + ``os.replace``), so an interrupted save never leaves a truncated
-file under the final name. Loading tries ``torch.load(weights_only=True)`` first (our own checkpoints
-hold only tensors and plain data) and falls back to a full unpickle for legacy CoOp/Dassl checkpoints,
-which pickle scheduler objects. Those are trusted local files; classes from a ``dassl`` package that is
-not installed are replaced by a plain stand-in, so ``state_dict`` and ``epoch`` stay readable.
+file under the final name. Loading never runs code from the file: every checkpoint, ours or a legacy
+CoOp/Dassl one (which pickles optimizer and scheduler objects), is unpickled through an allow-list of
+globals (``engine.safe_pickle``). Dassl's classes are replaced by plain stand-ins, so ``state_dict``,
+``epoch`` and the scheduler's counters stay readable without Dassl.
 """
 
+import codecs
 import glob
 import io
 import os
-import pickle
+import types
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 
 import torch
 
 from engine.errors import CheckpointError
-from engine.utils import atomic_write_bytes, mkdir_if_missing
+from engine.safe_pickle import RefusedGlobal, pickle_module_for, restricted_unpickler
+from engine.utils import atomic_write_bytes, mkdir_if_missing, remove_stale_temp_files
 
 __all__ = [
     "save_checkpoint",
@@ -48,6 +50,7 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
     file then names it, and ``is_best`` also copies it to ``model-best.pth.tar``.
     """
     mkdir_if_missing(save_dir)
+    remove_stale_temp_files(save_dir)  # left by a save that was killed (SIGKILL) before os.replace
     state = dict(state)
     if remove_module_from_keys and isinstance(state.get("state_dict"), dict):
         state["state_dict"] = _strip_module_prefix(state["state_dict"])
@@ -70,10 +73,11 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
 
 
 class LegacyObject:
-    """Stand-in for a pickled class that cannot be imported (e.g. Dassl's schedulers without Dassl).
+    """Stand-in for a Dassl class a legacy checkpoint pickles (warm-up schedulers, Dassl's RAdam).
 
     Unpickling restores the object's attributes into ``__dict__`` and keeps the original name in
-    ``_legacy_class``, so the surrounding data (state dicts, epoch) stays usable.
+    ``_legacy_class``, so the surrounding data (state dicts, epoch, the scheduler's counters) stays
+    usable. Dassl itself is never imported, even when installed: importing runs its code.
     """
 
     _legacy_class = "?"
@@ -92,28 +96,89 @@ class LegacyObject:
 
 
 def _legacy_stand_in(module, name):
-    """A LegacyObject subclass named after the missing class."""
-    return type(name, (LegacyObject,), {"_legacy_class": f"{module}.{name}"})
+    """A LegacyObject subclass named after the Dassl class."""
+    return type(name, (LegacyObject,), {"_legacy_class": f"{module}.{name}", "__module__": __name__})
 
 
-class _LegacyUnpickler(pickle.Unpickler):
-    """Unpickler mapping unimportable ``dassl.*`` classes to stand-ins (everything else resolves normally)."""
-
-    def find_class(self, module, name):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            if module == "dassl" or module.startswith("dassl."):
-                return _legacy_stand_in(module, name)
-            raise
+# Dassl classes a CoOp/Dassl checkpoint may pickle. Dassl's scheduler state_dict() holds the successor
+# *object* with its optimizer; Dassl's own classes appear there when that optimizer is Dassl's RAdam,
+# or when a warm-up wrapper was nested or pickled whole.
+DASSL_CLASSES = {
+    "dassl.optim.lr_scheduler": ("_BaseWarmupScheduler", "ConstantWarmupScheduler", "LinearWarmupScheduler"),
+    "dassl.optim.radam": ("RAdam", "PlainRAdam", "AdamW"),
+}
 
 
-class _LegacyPickleModule:
-    """A ``pickle_module`` for ``torch.load`` that uses :class:`_LegacyUnpickler`."""
+def _subclasses_in(module, base):
+    """``{(module_name, class_name): class}`` for the ``base`` subclasses found in ``module`` (both the
+    defining module's name and ``module``'s, since either may be recorded)."""
+    found = {}
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, base):
+            found[(obj.__module__, obj.__name__)] = obj
+            found[(module.__name__, obj.__name__)] = obj
+    return found
 
-    Unpickler = _LegacyUnpickler
-    load = pickle.load
-    __name__ = "fdbpl_legacy_pickle"
+
+def _checkpoint_globals():
+    """Every global a checkpoint may name: what torch.save writes for tensors, plain containers, numpy
+    scalars, torch optimizer and LR-scheduler objects, and stand-ins for Dassl's classes."""
+    import numpy as np
+    import torch._utils as tu
+    from torch._tensor import _rebuild_from_type_v2
+
+    allowed = {}
+    for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+                 "_rebuild_parameter_with_state"):
+        if hasattr(tu, name):
+            allowed[("torch._utils", name)] = getattr(tu, name)
+    allowed[("torch._tensor", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
+    # Storage classes appear only as tags in a tensor's storage record (uint32 numpy RNG state, ...).
+    allowed[("torch.storage", "UntypedStorage")] = torch.UntypedStorage
+    allowed[("torch", "UntypedStorage")] = torch.UntypedStorage
+    allowed[("torch", "Tensor")] = torch.Tensor
+    allowed[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
+    allowed[("torch", "Size")] = torch.Size
+    allowed[("torch", "device")] = torch.device
+    for name, value in vars(torch).items():
+        if isinstance(value, torch.dtype):
+            allowed[("torch", name)] = value
+    # Protocol 2 names builtins "__builtin__" and pickles bytes through _codecs.encode.
+    for module in ("builtins", "__builtin__"):
+        for obj in (dict, list, tuple, set, frozenset, int, float, bool, str, bytes, bytearray, complex):
+            allowed[(module, obj.__name__)] = obj
+    allowed[("_codecs", "encode")] = codecs.encode
+    allowed[("collections", "OrderedDict")] = OrderedDict
+    allowed[("collections", "defaultdict")] = defaultdict
+    # numpy scalars (a val_result computed with numpy, e.g. sklearn's F1), under numpy 1 and 2 module names.
+    try:
+        from numpy._core import multiarray as np_multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray as np_multiarray
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(core, "scalar")] = np_multiarray.scalar
+    allowed[("numpy", "dtype")] = np.dtype
+    allowed.update(_subclasses_in(torch.optim, torch.optim.Optimizer))
+    for module_name in dir(torch.optim):
+        module = getattr(torch.optim, module_name)
+        if isinstance(module, types.ModuleType) and module.__name__.startswith("torch.optim."):
+            allowed.update(_subclasses_in(module, torch.optim.Optimizer))
+    allowed.update(_subclasses_in(torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler))
+    allowed.update(_subclasses_in(torch.optim.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
+    for module, names in DASSL_CLASSES.items():
+        for name in names:
+            allowed[(module, name)] = _legacy_stand_in(module, name)
+    return allowed
+
+
+_CheckpointUnpickler = None
+
+
+def _checkpoint_pickle_module():
+    global _CheckpointUnpickler
+    if _CheckpointUnpickler is None:
+        _CheckpointUnpickler = restricted_unpickler(_checkpoint_globals(), "checkpoint")
+    return pickle_module_for(_CheckpointUnpickler)
 
 
 def _existing_checkpoints(directory):
@@ -125,7 +190,13 @@ def _existing_checkpoints(directory):
 
 
 def load_checkpoint(fpath):
-    """Load a checkpoint on the CPU; weights-only first, then the legacy (full unpickle) fallback."""
+    """Load a checkpoint on the CPU without running code from it.
+
+    Zip (``torch.save``) and legacy raw-pickle files are read through the checkpoint allow-list
+    (tensors, plain containers, numpy scalars, torch optimizers and LR schedulers, stand-ins for Dassl's
+    warm-up schedulers); a file naming any other global is refused with a :class:`CheckpointError`
+    naming the file and the global, before that global is called.
+    """
     fpath = os.fspath(fpath)
     if not os.path.isfile(fpath):
         directory = os.path.dirname(fpath) or "."
@@ -135,16 +206,18 @@ def load_checkpoint(fpath):
             f"checkpoint not found: {fpath} (checkpoint files in {directory}: {listing}; check --model-dir and --load-epoch)"
         )
     try:
-        return torch.load(fpath, map_location="cpu", weights_only=True)
-    except Exception as first_error:
-        weights_only_error = first_error
-    try:
-        # Trusted local file written by CoOp/Dassl: it pickles scheduler objects, which weights_only refuses.
-        return torch.load(fpath, map_location="cpu", weights_only=False, pickle_module=_LegacyPickleModule)
-    except Exception as exc:
+        return torch.load(fpath, map_location="cpu", weights_only=False, pickle_module=_checkpoint_pickle_module())
+    except RefusedGlobal as exc:
         raise CheckpointError(
-            f"cannot load checkpoint {fpath}: {type(exc).__name__}: {exc} "
-            f"(weights-only load said: {type(weights_only_error).__name__}); the file may be truncated or not a torch checkpoint"
+            f"refusing to load checkpoint {fpath}: it names the global '{exc.global_name}', which a checkpoint "
+            f"may not contain (loading it could run code); only tensors, plain containers, torch optimizers and "
+            f"LR schedulers and Dassl's warm-up schedulers are allowed"
+        ) from None
+    except Exception as exc:
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"cannot load checkpoint {fpath}: {type(exc).__name__}: {first_line}; "
+            f"the file may be truncated or not a torch checkpoint"
         ) from None
 
 
@@ -167,14 +240,19 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None):
     fpath = _read_pointer(fdir)
     print(f'Loading checkpoint from "{fpath}"')
     checkpoint = load_checkpoint(fpath)
-    model.load_state_dict(checkpoint["state_dict"])
-    print("Loaded model weights")
-    if optimizer is not None and checkpoint.get("optimizer") is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        print("Loaded optimizer")
-    if scheduler is not None and checkpoint.get("scheduler") is not None:
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        print("Loaded scheduler")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+        print("Loaded model weights")
+        if optimizer is not None and checkpoint.get("optimizer") is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            print("Loaded optimizer")
+        if scheduler is not None and checkpoint.get("scheduler") is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            print("Loaded scheduler")
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        reason = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))[:200]
+        raise CheckpointError(f"cannot resume from {fpath}: it does not fit this model/optimizer ({reason}); "
+                              f"it was trained with another config") from None
     start_epoch = checkpoint["epoch"]
     print(f"Previous epoch: {start_epoch}")
     return start_epoch

@@ -229,16 +229,34 @@ class _WarmupScheduler(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict):
-        state = dict(state_dict)
+        """Restore our own state, or a Dassl checkpoint's (which pickles the successor object itself)."""
+        state = {k: v for k, v in dict(state_dict).items() if k != "optimizer"}
         successor_state = state.pop("successor", None)
         if isinstance(successor_state, dict):
             self.successor.__dict__.update(successor_state)
         elif successor_state is not None and hasattr(successor_state, "__dict__"):
-            # A legacy Dassl checkpoint pickled the successor object itself: take its plain attributes.
-            plain = {k: v for k, v in vars(successor_state).items() if k not in ("optimizer",)}
+            state["last_epoch"] = self._epoch_from_dassl(state, successor_state)
+            plain = {k: v for k, v in vars(successor_state).items() if k != "optimizer"}
             self.successor.__dict__.update({k: v for k, v in plain.items() if k in self.successor.__dict__})
-        self.__dict__.update({k: v for k, v in state.items() if k != "optimizer"})
+        self.__dict__.update(state)
+        if self.last_epoch >= self.warmup_epoch:
+            self.successor.last_epoch = self.successor_start + (self.last_epoch - self.warmup_epoch)
         _write_lrs(self.optimizer, self._last_lr)
+
+    def _epoch_from_dassl(self, state, successor):
+        """Our epoch counter for a Dassl wrapper state.
+
+        Once warm-up is over, Dassl's wrapper stops counting (its ``last_epoch`` stays at
+        ``warmup_epoch``) and only steps the successor, so the epoch reached is
+        ``warmup_epoch + successor.last_epoch - successor start`` (start: 0, or ``warmup_epoch`` without
+        recount). Reading the wrapper's counter alone would restart the schedule after warm-up.
+        """
+        wrapper_epoch = int(state.get("last_epoch", 0))
+        warmup = int(state.get("warmup_epoch", self.warmup_epoch))
+        successor_epoch = getattr(successor, "last_epoch", None)
+        if wrapper_epoch < warmup or not isinstance(successor_epoch, int):
+            return wrapper_epoch
+        return warmup + max(0, successor_epoch - self.successor_start)
 
 
 class ConstantWarmupScheduler(_WarmupScheduler):

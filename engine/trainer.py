@@ -10,7 +10,8 @@ Differences from Dassl, on purpose:
 * a resume point is written after every epoch (the previous one is removed unless it is a scheduled
   checkpoint), with RNG and method state, so an interrupted run loses at most one epoch and continues
   identically;
-* checkpoints hold plain state dicts only and load with ``torch.load(weights_only=True)``;
+* checkpoints hold plain state dicts only; every checkpoint is read through an allow-list of globals, so
+  loading a shared checkpoint never runs code (``engine.checkpoint.load_checkpoint``);
 * ``load_model`` without an epoch falls back to the last saved epoch when there is no ``model-best.pth.tar``.
 """
 import datetime
@@ -27,11 +28,22 @@ from tqdm import tqdm
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.errors import CheckpointError, ConfigError
 from engine.registry import TRAINER_REGISTRY, build_evaluator, check_availability
-from engine.utils import AverageMeter, MetricMeter
+from engine.utils import AverageMeter, MetricMeter, remove_stale_temp_files
 
 # State-dict keys that depend on the class list; they are rebuilt for the evaluated classes, never loaded.
 CLASS_DEPENDENT_SUFFIXES = ("token_prefix", "token_suffix")
 RESUME_MARK = "resume"
+
+
+def _first_reason(exc):
+    """The first informative line of a load error (torch puts a header line before the mismatches)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading"):
+        lines = lines[1:]
+    reason = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, KeyError):
+        reason = f"missing entry {reason}"
+    return reason[:200]
 
 
 def build_trainer(cfg):
@@ -182,6 +194,8 @@ class TrainerBase:
 
     def resume_model_if_exist(self, directory):
         names = self.get_model_names()
+        for name in names:
+            remove_stale_temp_files(osp.join(directory, name))
         if not names or not all(osp.isfile(self._checkpoint_pointer(directory, n)) for n in names):
             print("No checkpoint found, train from scratch")
             return 0
@@ -190,17 +204,25 @@ class TrainerBase:
         for i, name in enumerate(names):
             with open(self._checkpoint_pointer(directory, name)) as f:
                 fname = f.read().strip()
-            ckpt = load_checkpoint(osp.join(directory, name, fname))
-            self._models[name].load_state_dict(ckpt["state_dict"])
-            if self._optims[name] is not None and ckpt.get("optimizer"):
-                self._optims[name].load_state_dict(ckpt["optimizer"])
-            if self._scheds[name] is not None and ckpt.get("scheduler"):
-                self._scheds[name].load_state_dict(ckpt["scheduler"])
-            if i == 0 and "trainer_state" in ckpt:
-                _set_rng_state(ckpt["trainer_state"]["rng"])
-                self.load_extra_state_dict(ckpt["trainer_state"].get("extra", {}))
-                if ckpt["trainer_state"].get(RESUME_MARK):
-                    self._last_resume_epoch = ckpt["epoch"]
+            path = osp.join(directory, name, fname)
+            ckpt = load_checkpoint(path)
+            try:
+                self._models[name].load_state_dict(ckpt["state_dict"])
+                if self._optims[name] is not None and ckpt.get("optimizer"):
+                    self._optims[name].load_state_dict(ckpt["optimizer"])
+                if self._scheds[name] is not None and ckpt.get("scheduler"):
+                    self._scheds[name].load_state_dict(ckpt["scheduler"])
+                if i == 0 and "trainer_state" in ckpt:
+                    _set_rng_state(ckpt["trainer_state"]["rng"])
+                    self.load_extra_state_dict(ckpt["trainer_state"].get("extra", {}))
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+                # Tensors or optimizer groups of another shape: the folder holds a run of another config.
+                raise CheckpointError(
+                    f"cannot resume from {path}: {directory} was trained with another config "
+                    f"({_first_reason(exc)}); pass another --output-dir, or remove {directory} to start over"
+                ) from None
+            if i == 0 and "trainer_state" in ckpt and ckpt["trainer_state"].get(RESUME_MARK):
+                self._last_resume_epoch = ckpt["epoch"]
             start_epoch = ckpt["epoch"]
             print(f"Loaded {name} from {fname} (resuming at epoch {start_epoch + 1})")
         return start_epoch
@@ -247,10 +269,18 @@ class TrainerBase:
         self.max_epoch = max_epoch
         self.before_train()
         for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.seed_loaders(self.epoch)
             self.before_epoch()
             self.run_epoch()
             self.after_epoch()
         self.after_train()
+
+    def seed_loaders(self, epoch):
+        """Seed the train loaders' workers for ``epoch`` (loaders without ``set_epoch`` are left alone)."""
+        for name in ("train_loader_x", "train_loader_u"):
+            loader = getattr(self, name, None)
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
 
     def before_train(self):
         pass

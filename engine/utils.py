@@ -28,6 +28,7 @@ __all__ = [
     "compute_accuracy",
     "count_num_param",
     "atomic_write_bytes",
+    "remove_stale_temp_files",
     "format_eta",
 ]
 
@@ -72,12 +73,15 @@ def _current_umask():
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+TEMP_PREFIX = ".tmp-"
+
+
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` so a reader never sees a partial file (tmp file + fsync + os.replace)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     mkdir_if_missing(directory)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + os.path.basename(path) + "-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -90,6 +94,30 @@ def atomic_write_bytes(path, data):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def remove_stale_temp_files(directory):
+    """Delete the temporary files :func:`atomic_write_bytes` left in ``directory`` when its process was killed.
+
+    A killed writer cannot clean up after itself, so whoever next writes into or resumes from the folder
+    does. Call it only where no other process is writing into ``directory`` at the same time. Returns the
+    removed names.
+    """
+    if not directory or not os.path.isdir(directory):
+        return []
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.startswith(TEMP_PREFIX) and os.path.isfile(path) and not os.path.islink(path):
+            try:
+                os.remove(path)
+            except OSError:  # read-only folder or already gone: nothing to clean up
+                continue
+            removed.append(name)
+    if removed:
+        print(f"Removed {len(removed)} temporary file(s) left by an interrupted write in {directory}: "
+              f"{', '.join(removed)}")
+    return removed
 
 
 def read_json(fpath):

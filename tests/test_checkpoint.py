@@ -178,3 +178,45 @@ def test_load_pretrained_weights_matches_names_and_shapes(tmp_path, capsys):
     torch.save({"nothing": torch.ones(1)}, path)
     with pytest.warns(UserWarning, match="cannot be loaded"):
         load_pretrained_weights(model, path)
+
+
+def _sigkilled_save(save_dir, model_name):
+    """Run save_checkpoint in a child process that is SIGKILLed between writing the temp file and os.replace."""
+    import signal
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import os, signal, torch
+        import engine.utils as u
+        from engine.checkpoint import save_checkpoint
+        u.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+        save_checkpoint({{"state_dict": {{"w": torch.ones(3)}}, "epoch": 2}}, {save_dir!r}, model_name={model_name!r})
+    """)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, cwd=repo)
+    assert res.returncode == -signal.SIGKILL, res.stderr.decode()[-2000:]
+
+
+def test_temp_files_of_a_killed_save_are_removed_on_the_next_save(tmp_path):
+    save_dir = str(tmp_path / "prompt_learner")
+    _sigkilled_save(save_dir, "model.pth.tar-2")
+    leftovers = [n for n in os.listdir(save_dir) if n.startswith(".tmp-")]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-model.pth.tar-2-")
+    (tmp_path / "prompt_learner" / "notes.tmp").write_text("not ours")
+    save_checkpoint(_state(nn.Linear(1, 1), 3), save_dir)
+    assert sorted(os.listdir(save_dir)) == ["checkpoint", "model.pth.tar-3", "notes.tmp"]
+
+
+def test_temp_files_of_a_killed_save_are_removed_on_resume(tmp_path):
+    from engine.trainer import TrainerBase
+
+    model = nn.Linear(1, 1)
+    save_checkpoint(_state(model, 1), str(tmp_path / "prompt_learner"))
+    _sigkilled_save(str(tmp_path / "prompt_learner"), "model.pth.tar-2")
+    assert any(n.startswith(".tmp-") for n in os.listdir(tmp_path / "prompt_learner"))
+    trainer = TrainerBase()
+    trainer.register_model("prompt_learner", model)
+    assert trainer.resume_model_if_exist(str(tmp_path)) == 1
+    assert sorted(os.listdir(tmp_path / "prompt_learner")) == ["checkpoint", "model.pth.tar-1"]

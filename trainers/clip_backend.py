@@ -186,6 +186,10 @@ def _is_torchscript(path):
         return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
 
 
+def _first_line(exc):
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]}"
+
+
 def read_clip_file(path):
     """Read a weight file -> ``(state_dict, arch or None, meta)``; arch is known only for fdbpl-clip files."""
     if not os.path.isfile(path):
@@ -193,10 +197,18 @@ def read_clip_file(path):
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        return load_file(path, device="cpu"), None, {}
+        try:
+            return load_file(path, device="cpu"), None, {}
+        except Exception as exc:  # safetensors raises its own error types for a bad header or truncation
+            raise CheckpointError(f"weight file '{path}' is named .safetensors but is not a readable safetensors "
+                                  f"file ({_first_line(exc)}); re-download it or rename it to its real format") from None
     if _is_torchscript(path):
-        with _warnings_silenced():
-            return dict(torch.jit.load(path, map_location="cpu").state_dict()), None, {}
+        try:
+            with _warnings_silenced():
+                return dict(torch.jit.load(path, map_location="cpu").state_dict()), None, {}
+        except Exception as exc:  # a zip that only looks like a TorchScript archive, or a truncated one
+            raise CheckpointError(f"weight file '{path}' looks like a TorchScript archive but cannot be read as one "
+                                  f"({_first_line(exc)}); re-download it") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickles with custom classes, truncated files, not a torch file at all

@@ -16,6 +16,7 @@ import pickle
 from collections import OrderedDict, defaultdict
 
 from engine.errors import DatasetError
+from engine.safe_pickle import restricted_unpickler
 
 __all__ = ["Datum", "load_legacy_pickle", "reroot_path"]
 
@@ -117,14 +118,8 @@ _ALLOWED[("copy_reg", "_reconstructor")] = _safe_reconstructor
 _ALLOWED[("__builtin__", "object")] = object
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that maps Dassl's Datum to ours and refuses every other class or function."""
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a dataset pickle") from None
+# Dataset pickles and checkpoints share one allow-list unpickler (engine.safe_pickle).
+_RestrictedUnpickler = restricted_unpickler(_ALLOWED, "dataset pickle")
 
 
 def _convert(obj):

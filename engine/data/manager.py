@@ -73,8 +73,28 @@ def _one_line(exc):
     return last.split(marker, 1)[1] if marker in last else last
 
 
+def _epoch_seed(seed, epoch):
+    """A 63-bit seed that is a fixed function of (run seed, epoch)."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 1) % (1 << 63)
+
+
 class OneLineErrorLoader(DataLoader):
-    """A DataLoader whose worker errors of type DatasetError keep their one-line message."""
+    """A DataLoader whose worker errors of type DatasetError keep their one-line message.
+
+    With workers, the loader owns a ``torch.Generator``: torch draws the workers' base seed from it
+    instead of from the global RNG, so creating workers never shifts the training's random stream.
+    ``set_epoch(e)`` reseeds it from (``seed``, e); a train loader's workers are not persistent, so
+    each epoch's workers (and their crops and flips) depend only on (seed, epoch) and a resumed run
+    repeats them exactly.
+    """
+
+    def __init__(self, *args, seed=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+
+    def set_epoch(self, epoch):
+        if self.generator is not None and self.seed is not None:
+            self.generator.manual_seed(_epoch_seed(self.seed, epoch))
 
     def __iter__(self):
         iterator = super().__iter__()
@@ -116,6 +136,12 @@ def build_data_loader(
         sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size, n_domain=n_domain, n_ins=n_ins
     )
     num_workers = cfg.DATALOADER.NUM_WORKERS
+    generator = seed = None
+    if num_workers > 0:
+        # Without a fixed SEED the run is not reproducible anyway; initial_seed() draws nothing.
+        seed = cfg.SEED if cfg.SEED >= 0 else torch.initial_seed()
+        generator = torch.Generator()
+        generator.manual_seed(_epoch_seed(seed, 0))
     return OneLineErrorLoader(
         dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train),
         batch_size=batch_size,
@@ -123,7 +149,11 @@ def build_data_loader(
         num_workers=num_workers,
         drop_last=False,
         pin_memory=bool(cfg.USE_CUDA and torch.cuda.is_available()),
-        persistent_workers=num_workers > 0,
+        # Persistent workers would carry their random state from epoch to epoch, which a resume cannot
+        # restore; evaluation draws nothing random, so its workers may persist.
+        persistent_workers=num_workers > 0 and not is_train,
+        generator=generator,
+        seed=seed,
     )
 
 
