@@ -70,6 +70,8 @@ def build_table(table_dir, plan, paths, teacher, *, rank=0, world_size=1, batch_
 
 def _build_locked(table_dir, plan, paths, teacher, rank, world_size, batch_size, device, workers, overwrite,
                   barrier, progress):
+    if not overwrite:  # a killed build's .tmp files (this rank's only: other ranks may be writing theirs)
+        remove_temporaries(table_dir, rank)
     existing = _matches_manifest(table_dir, plan)
     if existing == "" and not overwrite:
         if rank == 0:
@@ -82,8 +84,6 @@ def _build_locked(table_dir, plan, paths, teacher, rank, world_size, batch_size,
         if rank == 0:
             remove_table_files(table_dir)  # every rank waits at the barrier: all leftovers can go
         barrier()
-    else:
-        remove_temporaries(table_dir, rank)  # a killed build's .tmp files (this rank's only: others may be writing)
     os.makedirs(table_dir, exist_ok=True)
     num_local = len(local_image_ids(plan["num_images"], rank, world_size))
     writer = ShardWriter(table_dir, rank, num_local, plan["num_crops"], record_dtype_of(plan), plan)

@@ -283,9 +283,12 @@ def _readable_manifest(path):
     if not isinstance(manifest, dict):
         return None
     # only well-typed fields reach the command line
-    return {k: v for k, v in manifest.items() if k in ("template", "num_crops", "k", "label_kind", "teacher")
-            and (isinstance(v, (str, int)) or (k == "teacher" and isinstance(v, dict)
-                                               and isinstance(v.get("name"), str)))}
+    kept = {k: manifest[k] for k in ("template", "label_kind") if isinstance(manifest.get(k), str)}
+    kept.update({k: manifest[k] for k in ("num_crops", "k") if type(manifest.get(k)) is int})
+    teacher = manifest.get("teacher")
+    if isinstance(teacher, dict) and isinstance(teacher.get("name"), str):
+        kept["teacher"] = {"name": teacher["name"]}
+    return kept
 
 
 def open_ril_table(cfg, items, classnames):
