@@ -239,5 +239,8 @@ def record_problem(rec, num_classes):
 
 def describe_record(rec):
     """A short text of one record's values, for error messages."""
-    return (f"idx {rec['idx'][:4].tolist()}, logp {np.round(rec['logp'][:4].astype(np.float32), 3).tolist()}, "
-            f"box {np.round(rec['box'], 4).tolist()}, w {float(rec['w']):.4g}, flags {int(rec['flags'])}")
+    def floats(values):
+        return "[" + ", ".join(f"{float(v):.4g}" for v in np.ravel(values)[:4]) + "]"
+
+    return (f"idx {rec['idx'][:4].tolist()}, logp {floats(rec['logp'])}, box {floats(rec['box'])}, "
+            f"w {float(rec['w']):.4g}, flags {int(rec['flags'])}")
