@@ -1,4 +1,4 @@
-"""FDBPL's training data: replay of the crops stored in an RIL table (DESIGN.md section 5).
+"""FDBPL's training data: replay of the crops stored in an RIL table.
 
 For epoch ``e`` and training image ``n`` the loader serves crop ``m(e, n) = crop_schedule(seed, e, id(n), M)``
 of the table: the image is decoded, cut with the stored box (``ril_tools.format.crop_box_pixels``), resized
