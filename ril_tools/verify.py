@@ -13,7 +13,6 @@ and decoded height and width). Exit code 0 when all pass, 2 with the first probl
 import argparse
 import os
 
-
 from engine.cli import run_cli
 from engine.errors import RilError
 from ril_tools import format as fmt
