@@ -193,6 +193,8 @@ def read_json_file(path, what):
 def read_manifest(table_dir):
     """Load and check ``manifest.json`` of a table directory (format, version, required keys)."""
     path = os.path.join(table_dir, MANIFEST)
+    if os.path.isfile(table_dir):
+        raise RilError(f"RIL table {table_dir} is a file; a table is a folder made by python -m ril_tools.build")
     if not os.path.isdir(table_dir):
         raise RilError(f"RIL table not found: {table_dir} (build it with python -m ril_tools.build)")
     if not os.path.isfile(path):

@@ -132,6 +132,8 @@ def build_lock(table_dir, rank):
     process holds it. Released when the process ends, however it ends (kernel-held flock)."""
     import fcntl
 
+    if os.path.exists(table_dir) and not os.path.isdir(table_dir):
+        raise RilError(f"--output {table_dir} is a file, not a table folder; choose another --output")
     os.makedirs(table_dir, exist_ok=True)
     path = os.path.join(table_dir, f".lock-{rank:03d}")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

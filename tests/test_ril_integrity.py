@@ -17,7 +17,7 @@ from ril_tools.reader import RilTable
 from ril_tools.testing import build_tiny_table, make_image_folder, tiny_plan
 from ril_tools.writer import build_lock
 from tests.fixtures.toy_data import toy_cfg
-from trainers.fdbpl_data import RilReplayDataset, open_ril_table
+from trainers.fdbpl_data import RilReplayDataset, build_ril_loader, open_ril_table
 
 UNDERSCORED = ["american_bulldog", "great_pyrenees", "cat"]
 SPACED = ["american bulldog", "great pyrenees", "cat"]
@@ -113,6 +113,13 @@ def test_replaced_image_of_same_size_is_caught_by_its_content_hash(own_table, ca
         if fails:
             with pytest.raises(RilError, match=f"image .*{relpath} is not the file RIL table .* was built on"):
                 dataset[2]
+            worker_cfg = toy_cfg(root, {"TRAINER.FDBPL.RIL_DIR": out, "TRAINER.FDBPL.CHECK_IMAGE_HASH": True,
+                                        "DATALOADER.NUM_WORKERS": 1, "DATALOADER.TRAIN_X.BATCH_SIZE": 6})
+            loader = build_ril_loader(worker_cfg, items, table, seed=1)
+            with pytest.raises(RilError) as err:  # raised in a worker process: still one line
+                list(loader)
+            assert "\n" not in str(err.value) and str(err.value).startswith(f"image {items[2].impath} is not")
+            del loader
         else:
             assert dataset[2]["img"].shape == (3, 32, 32)
 
@@ -123,6 +130,15 @@ def test_a_second_build_into_the_same_folder_is_refused(own_table):
         with pytest.raises(RilError, match=rf"another build \(pid {os.getpid()}\) is writing rank 0 of .*table"):
             build_tiny_table(root, out)
     build_tiny_table(root, out)  # released: the build proceeds (and finds the table complete)
+
+
+def test_a_file_named_as_the_table_folder_is_one_line(tmp_path):
+    path = str(tmp_path / "not_a_folder")
+    open(path, "w").close()
+    with pytest.raises(RilError, match="is a file, not a table folder"):
+        build_tiny_table(str(tmp_path), path)
+    with pytest.raises(RilError, match="is a file; a table is a folder"):
+        RilTable.open(path)
 
 
 def test_leftover_temporaries_are_cleaned_on_resume_and_overwrite(tmp_path):

@@ -158,18 +158,39 @@ class RilReplayDataset(Dataset):
         }
 
 
+def _worker_message(exc, name):
+    """The original message of an error a DataLoader worker re-raised with its traceback appended."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
+
+
+def _one_line_loader_class():
+    from engine.data.manager import OneLineErrorLoader
+
+    class RilLoader(OneLineErrorLoader):
+        """Also keeps a worker's RilError (a bad record or a replaced image) to its one line."""
+
+        @staticmethod
+        def _clean(iterator):
+            try:
+                yield from OneLineErrorLoader._clean(iterator)
+            except RilError as exc:
+                raise RilError(_worker_message(exc, "RilError")) from None
+
+    return RilLoader
+
+
 def build_ril_loader(cfg, data_source, table, seed):
     """The FDBPL training loader: :class:`RilReplayDataset` + :class:`EpochSampler` (``seed`` drives both).
 
     ``DATALOADER.TRAIN_X.SAMPLER SequentialSampler`` keeps the image order fixed; anything else shuffles.
     The last partial batch is kept (no few-shot image is skipped).
     """
-    from engine.data.manager import OneLineErrorLoader  # keeps worker DatasetError messages one line
-
     dataset = RilReplayDataset(cfg, data_source, table, seed)
     shuffle = cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler"
     workers = int(cfg.DATALOADER.NUM_WORKERS)
-    return OneLineErrorLoader(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+    return _one_line_loader_class()(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
                    sampler=EpochSampler(len(dataset), seed, shuffle), num_workers=workers, drop_last=False,
                    pin_memory=bool(cfg.USE_CUDA and torch.cuda.is_available()), persistent_workers=workers > 0)
 
