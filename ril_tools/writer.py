@@ -21,7 +21,6 @@ import contextlib
 import errno
 import io
 import os
-import signal
 import uuid
 
 import numpy as np
@@ -33,19 +32,6 @@ from ril_tools import integrity
 
 # Keys of a plan that may differ between a run and its resume without changing the table.
 UNMATCHED_PLAN_KEYS = ("run",)
-_CRASH_COUNTS = {}
-
-
-def crash_point(stage):
-    """Test hook: env FDBPL_RIL_CRASH="stage:n" SIGKILLs this process the n-th time ``stage`` is hit."""
-    spec = os.environ.get("FDBPL_RIL_CRASH", "")
-    if not spec or spec.split(":")[0] != stage:
-        return
-    _CRASH_COUNTS[stage] = _CRASH_COUNTS.get(stage, 0) + 1
-    if _CRASH_COUNTS[stage] >= int(spec.split(":")[1]):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def plan_difference(old, new, prefix=""):
     """First differing key between two plans as ``"key: old != new"`` (None when they match)."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -172,6 +158,11 @@ class ShardWriter:
         self.shard = self.progress = None
         self.part_id = None
 
+    # Called at the moments a crash matters (stage: "open", "write", "flush", "commit"). A no-op here; the
+    # crash tests replace it in their own process (ril_tools.testing), so no setting can kill a real build.
+    def crash_point(self, stage):
+        pass
+
     def existing_plan(self):
         """The plan this rank's files were made for, or None if they are absent."""
         if not os.path.isfile(self.plan_path):
@@ -190,7 +181,7 @@ class ShardWriter:
         self.part_id = uuid.uuid4().hex  # a fresh build's id, in the shard's tag and (later) the manifest
         self.shard = _create_memmap(self.shard_path, self.dtype, (self.num_local * self.num_crops,),
                                     integrity.part_tag(self.part_id))
-        crash_point("open")
+        self.crash_point("open")
         self.progress = _create_memmap(self.progress_path, fmt.PROGRESS_DTYPE, (self.num_local,))
         fmt.write_json_atomic(self.plan_path, self.plan)
         return 0
@@ -224,7 +215,7 @@ class ShardWriter:
         self.progress["width"][local] = width
         self.progress["content_hash"][local] = content_hash
         self._written.append(int(local))
-        crash_point("write")
+        self.crash_point("write")
 
     def commit(self):
         """Flush the shard, then mark the images written since the last commit as done."""
@@ -232,11 +223,11 @@ class ShardWriter:
             return
         self.shard.flush()
         self.progress.flush()  # sizes first; they are only trusted once the flag is set
-        crash_point("flush")
+        self.crash_point("flush")
         self.progress["done"][self._written] = 1
         self.progress.flush()
         self._written = []
-        crash_point("commit")
+        self.crash_point("commit")
 
     def finish(self):
         """Check that every image is done, hash the shard and write ``done-RRR.json``."""

@@ -29,9 +29,10 @@ def reference(tmp_path_factory):
     return root, out
 
 
-def _run_tiny_build(root, out, env_extra):
+def _run_tiny_build(root, out, env_extra, crash=""):
     env = dict(os.environ, PYTHONPATH=REPO, **env_extra)
-    return subprocess.Popen([sys.executable, "-m", "ril_tools.testing", root, out, "--num-images", str(NUM_IMAGES)],
+    return subprocess.Popen([sys.executable, "-m", "ril_tools.testing", root, out, "--num-images", str(NUM_IMAGES)]
+                            + (["--crash", crash] if crash else []),
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -51,7 +52,7 @@ def _untagged_bytes(path):
         return f.read()[:-TAG_BYTES]
 
 
-CRASHES = {  # FDBPL_RIL_CRASH hook -> images already marked done when the SIGKILL lands
+CRASHES = {  # --crash hook -> images already marked done when the SIGKILL lands
     "open:1": 0,    # shard preallocated, progress file and plan not yet written
     "write:3": 2,   # third image's records written into the shard, its flag not yet set
     "commit:3": 3,  # right after the third image's flag was flushed
@@ -61,7 +62,7 @@ CRASHES = {  # FDBPL_RIL_CRASH hook -> images already marked done when the SIGKI
 def test_sigkill_then_resume_equals_uninterrupted(reference, monkeypatch):
     root, ref = reference
     outs = {crash: os.path.join(root, "crash-" + crash.replace(":", "-")) for crash in CRASHES}
-    procs = {crash: _run_tiny_build(root, out, {"FDBPL_RIL_CRASH": crash}) for crash, out in outs.items()}
+    procs = {crash: _run_tiny_build(root, out, {}, crash) for crash, out in outs.items()}
     for crash, proc in procs.items():  # the three builds run side by side
         log = proc.communicate(timeout=120)[0].decode()
         assert proc.returncode == -9, log  # killed by SIGKILL at the hook
