@@ -26,5 +26,5 @@ setup(
         "xxhash>=3.0",
         "matplotlib>=3.6",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
 )

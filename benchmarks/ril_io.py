@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 from ril_tools import format as fmt  # noqa: E402
 from ril_tools.labels import densify  # noqa: E402
+from ril_tools.integrity import prompts_hash  # noqa: E402
 from ril_tools.reader import RilTable  # noqa: E402
 from ril_tools.writer import ShardWriter, finalize_table  # noqa: E402
 
@@ -39,7 +40,8 @@ CHUNK_IMAGES = 2000
 
 def synthetic_records(rng, n, k, num_classes, dtype):
     rec = np.zeros(n, dtype=dtype)
-    rec["idx"] = rng.integers(0, num_classes, size=(n, k), dtype=np.int16)
+    # k distinct classes per record (the reader refuses a class stored twice)
+    rec["idx"] = (rng.integers(0, num_classes, size=(n, 1)) + np.arange(k)) % num_classes
     rec["logp"] = -np.sort(rng.exponential(2.0, size=(n, k)).astype(np.float32), axis=1)
     wh = rng.uniform(0.3, 1.0, size=(n, 2)).astype(np.float32)
     rec["box"] = np.concatenate([rng.uniform(0, 1 - wh), wh], axis=1)
@@ -49,6 +51,7 @@ def synthetic_records(rng, n, k, num_classes, dtype):
 
 
 def synthetic_plan(num_images, num_crops, k, num_classes):
+    prompts = [f"a photo of a class {i}." for i in range(num_classes)]
     teacher = {"name": "synthetic", "resolved": "synthetic", "weights_hash": "none", "precision": "fp32",
                "input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}
     return {
@@ -59,6 +62,7 @@ def synthetic_plan(num_images, num_crops, k, num_classes):
         "dataset": {"fingerprint": "synthetic", "relpaths": [f"img/{i:06d}.jpg" for i in range(num_images)],
                     "file_sizes": [0] * num_images, "labels": [i % num_classes for i in range(num_images)]},
         "num_images": num_images, "world_size": 1, "run": {},
+        "prompts": prompts, "prompts_hash": prompts_hash(prompts),
     }
 
 

@@ -191,6 +191,7 @@ def _method_defaults(c):
         DELTA=0.0,
         TOPK=0,  # 0 accepts the table's K; otherwise the table must have been built with this K
         PREC="fp16",
+        CHECK_IMAGE_HASH=False,  # hash every image file read against the table's fingerprint (~1 GB/s BLAKE2b)
     )
     t.ZSCLIP = _node(TEMPLATE="")  # non-empty: overrides the per-dataset template
 

@@ -1,13 +1,20 @@
-"""The RIL table on disk, format v1: file names, record dtypes, box convention, checksums, manifest.
+"""The RIL table on disk, format v2: file names, record dtypes, box convention, checksums, manifest.
 
 A table is a directory::
 
     manifest.json     written last, atomically; a directory without it is not a table
-    images.npy        IMAGE_DTYPE, one row per image, row i = image id i
-    shard-RRR.npy     record_dtype(K, C), one per writer (rank); row = local image * M + crop
-    progress-RRR.npy  PROGRESS_DTYPE, one row per local image of rank RRR (done flag, decoded size)
+    images.npy        IMAGE_DTYPE, one row per image, row i = image id i; ends with the table id's tag
+    shard-RRR.npy     record_dtype(K, C), one per writer (rank); row = local image * M + crop; ends with
+                      the tag of the build that wrote it (``part_id`` in the manifest's shard entry)
+    progress-RRR.npy  PROGRESS_DTYPE, one row per local image of rank RRR (done flag, decoded size, hash)
     plan-RRR.json     what rank RRR was asked to build (used by resume to refuse a different build)
-    done-RRR.json     rank RRR finished: row count and shard checksum
+    done-RRR.json     rank RRR finished: row count, shard checksum and part id
+    .lock-RRR         held (flock) by the process building rank RRR
+
+Version 2 (over v1): the teacher's prompt strings (``prompts``, CoOp's "_" -> " " rule) and their hash,
+a random ``table_id``, part tags, per-image path hash, file size and content hash (``content_hash``,
+BLAKE2b-64 of the file's bytes) in ``images.npy``. A tag is 16 bytes ``"\nfdbpl-ril-part:"`` and 32 hex
+digits appended after the array data (see ``ril_tools.integrity``). v1 tables are refused.
 
 Image ids: the training split's images sorted by their path relative to the dataset root
 (``relpath``, "/"-separated); image id = position in that list. Rank r builds the images whose
@@ -17,7 +24,7 @@ Records (little-endian, packed): ``idx`` [K] int16 (int32 when C > 32767) class 
 decreasing teacher probability; ``logp`` [K] float16 (or float32) their log-probabilities (all C for
 label kind "full"); ``box`` [4] float32 (top, left, height, width) of the crop divided by the decoded
 image's (H, W, H, W); ``flags`` uint8, bit 0 = horizontal flip (applied after the crop), bits 1.. = 0
-in v1; ``w`` float16, the information weight (Eq. 6) of the FULL teacher distribution.
+in v1 and v2; ``w`` float16, the information weight (Eq. 6) of the FULL teacher distribution.
 
 Box convention (both build and training replay use :func:`crop_box_pixels`): the decoded image is
 ``engine.utils.read_image(path)`` (PIL, RGB, no EXIF rotation), size H x W; the pixel crop is
@@ -38,7 +45,7 @@ from engine.errors import RilError
 from engine.utils import atomic_write_bytes
 
 FORMAT_NAME = "fdbpl-ril"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 MANIFEST = "manifest.json"
 IMAGES = "images.npy"
@@ -47,15 +54,16 @@ LABEL_KINDS = ("topk", "full")
 LOGP_DTYPES = ("float16", "float32")
 
 IMAGE_DTYPE = np.dtype(
-    [("image_id", "<i8"), ("height", "<i4"), ("width", "<i4"), ("shard", "<i4"), ("first_row", "<i8")]
+    [("image_id", "<i8"), ("height", "<i4"), ("width", "<i4"), ("shard", "<i4"), ("first_row", "<i8"),
+     ("path_hash", "<u8"), ("file_size", "<i8"), ("content_hash", "<u8")]
 )
-PROGRESS_DTYPE = np.dtype([("done", "u1"), ("height", "<i4"), ("width", "<i4")])
+PROGRESS_DTYPE = np.dtype([("done", "u1"), ("height", "<i4"), ("width", "<i4"), ("content_hash", "<u8")])
 
 # Keys every manifest must have; the reader refuses a manifest missing any of them.
 MANIFEST_KEYS = (
     "format", "version", "teacher", "template", "logit_scale", "classnames", "num_classes", "k",
     "num_crops", "label_kind", "logp_dtype", "crop", "seed_scheme", "dataset", "num_images",
-    "world_size", "shards", "images_file",
+    "world_size", "shards", "images_file", "table_id", "prompts", "prompts_hash",
 )
 
 
@@ -140,12 +148,17 @@ def crop_box_pixels(box, height, width):
 def checksum_file(path, chunk=1 << 24):
     """xxh3-64 of a file's bytes as ``"xxh3_64:<hex>"``."""
     hasher = xxhash.xxh3_64()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            hasher.update(block)
+    try:
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(chunk)
+                if not block:
+                    break
+                hasher.update(block)
+    except FileNotFoundError:
+        raise RilError(f"{path} is missing; the table is incomplete, rebuild it") from None
+    except OSError as exc:
+        raise RilError(f"{path} is unreadable ({exc}); rebuild the table") from None
     return "xxh3_64:" + hasher.hexdigest()
 
 
@@ -180,6 +193,8 @@ def read_json_file(path, what):
 def read_manifest(table_dir):
     """Load and check ``manifest.json`` of a table directory (format, version, required keys)."""
     path = os.path.join(table_dir, MANIFEST)
+    if os.path.isfile(table_dir):
+        raise RilError(f"RIL table {table_dir} is a file; a table is a folder made by python -m ril_tools.build")
     if not os.path.isdir(table_dir):
         raise RilError(f"RIL table not found: {table_dir} (build it with python -m ril_tools.build)")
     if not os.path.isfile(path):
@@ -192,10 +207,14 @@ def read_manifest(table_dir):
         raise RilError(f"{path} is not an RIL manifest (format must be {FORMAT_NAME!r})")
     if manifest.get("version") != FORMAT_VERSION:
         raise RilError(
-            f"{path} has RIL format version {manifest.get('version')}, this code reads version "
-            f"{FORMAT_VERSION}; rebuild the table with this version's python -m ril_tools.build"
+            f"{path} has RIL format version {manifest.get('version')!r}, this code reads version "
+            f"{FORMAT_VERSION} (v2 records the teacher's prompts with CoOp's '_' -> ' ' rule, which v1 tables "
+            "lack); rebuild the table with this version's python -m ril_tools.build"
         )
     missing = [key for key in MANIFEST_KEYS if key not in manifest]
     if missing:
         raise RilError(f"{path} lacks keys {missing}; rebuild the table")
+    from ril_tools.integrity import check_manifest_fields
+
+    check_manifest_fields(manifest, path)
     return manifest

@@ -12,14 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from engine.utils import read_image
 from ril_tools import format as fmt
 from ril_tools.crops import sample_crops
+from ril_tools.integrity import read_image_with_hash
 from ril_tools.labels import information_weight
 
 
 class DecodedImages(Dataset):
-    """(local index, uint8 tensor [3, H, W]) for the images still to build; decoding runs in workers."""
+    """(local index, uint8 tensor [3, H, W], content hash) for the images still to build; decoding runs
+    in workers. The hash is of the very bytes decoded, so the table's fingerprint is of the image it used."""
 
     def __init__(self, paths, locals_):
         self.paths = list(paths)
@@ -30,8 +31,9 @@ class DecodedImages(Dataset):
 
     def __getitem__(self, i):
         local = self.locals[i]
-        array = np.asarray(read_image(self.paths[local]), dtype=np.uint8)
-        return local, torch.from_numpy(array.copy()).permute(2, 0, 1)
+        image, digest = read_image_with_hash(self.paths[local])
+        array = np.asarray(image, dtype=np.uint8)
+        return local, torch.from_numpy(array.copy()).permute(2, 0, 1), digest
 
 
 def make_crops(image, boxes, flips, size, mean, std):
@@ -56,8 +58,8 @@ def make_crops(image, boxes, flips, size, mean, std):
 class _ImageState:
     """One image between decode and write: its crops and the labels gathered so far."""
 
-    def __init__(self, local, image, boxes, flips, num_crops, k):
-        self.local, self.image, self.boxes, self.flips = local, image, boxes, flips
+    def __init__(self, local, image, boxes, flips, num_crops, k, digest=0):
+        self.local, self.image, self.boxes, self.flips, self.digest = local, image, boxes, flips, digest
         self.height, self.width = int(image.shape[1]), int(image.shape[2])
         self.next_crop = 0  # first crop not yet sent to the teacher
         self.filled = 0     # crops whose labels came back
@@ -94,19 +96,19 @@ class RankBuilder:
                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
                             prefetch_factor=4 if self.workers else None)
         self.progress = progress
-        for local, image in loader:
-            self._add(int(local), image.to(self.device, non_blocking=True))
+        for local, image, digest in loader:
+            self._add(int(local), image.to(self.device, non_blocking=True), int(digest))
             while self._queued() >= self.batch_size:
                 self._run_batch()
         while self._queued():
             self._run_batch()
         self.writer.commit()
 
-    def _add(self, local, image):
+    def _add(self, local, image, digest=0):
         image_id = int(self.image_ids[local])
         boxes, flips = sample_crops(self.seed, image_id, image.shape[1], image.shape[2], self.num_crops,
                                     self.crop["scale"], self.crop["ratio"], self.crop["flip_p"])
-        state = _ImageState(local, image.float(), boxes, flips, self.num_crops, self.k)  # converted once
+        state = _ImageState(local, image.float(), boxes, flips, self.num_crops, self.k, digest)  # converted once
         self.queue.append(state)
 
     def _queued(self):
@@ -136,7 +138,8 @@ class RankBuilder:
             state.idx[part], state.logp[part], state.w[part] = top_idx[rows], top_logp[rows], weight[rows]
             state.filled += part.stop - part.start
             if state.filled == self.num_crops:
-                self.writer.write_image(state.local, _records(state, self.writer.dtype), state.height, state.width)
+                self.writer.write_image(state.local, _records(state, self.writer.dtype), state.height, state.width,
+                                        state.digest)
         self.writer.commit()
         self.crops_done += filled
         if self.progress is not None:

@@ -12,6 +12,7 @@ import numpy as np
 from engine.errors import DatasetError, RilError
 from ril_tools import format as fmt
 from ril_tools.crops import SEED_SCHEME, check_crop_params
+from ril_tools.integrity import prompts_hash
 
 INTERPOLATION = "bicubic-antialias"
 
@@ -66,11 +67,18 @@ def make_plan(*, teacher, classnames, template, image_list, dataset_info, num_cr
     scale, ratio, flip_p = check_crop_params(scale, ratio, flip_p)
     dtype = fmt.record_dtype(k, num_classes, logp_dtype)
     description = teacher.describe()
+    # the exact strings the teacher encoded (a teacher without text, as in tests, gets the rule's strings)
+    prompts = getattr(teacher, "prompts", None)
+    if prompts is None:
+        from datasets.templates import class_prompts
+
+        prompts = class_prompts(template, classnames)
     fingerprint = fmt.dataset_fingerprint(image_list["relpaths"], image_list["file_sizes"])
     return {
         "format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION,
         "teacher": description, "template": template, "logit_scale": teacher.logit_scale,
-        "classnames": list(classnames), "num_classes": num_classes, "k": int(k), "num_crops": int(num_crops),
+        "classnames": list(classnames), "prompts": list(prompts), "prompts_hash": prompts_hash(prompts),
+        "num_classes": num_classes, "k": int(k), "num_crops": int(num_crops),
         "label_kind": label_kind, "logp_dtype": logp_dtype,
         "record_dtype": [list(map(_jsonable, field)) for field in dtype.descr],
         "crop": {

@@ -7,6 +7,7 @@ import numpy as np
 
 from engine.errors import RilError
 from ril_tools import format as fmt
+from ril_tools import integrity
 
 # Tables up to this size get a full checksum pass on open with verify="auto" (~0.1 s per GB, warm) and
 # have all their pages mapped up front with populate="auto" (training-sized tables live in page cache).
@@ -32,20 +33,39 @@ def _npy_layout(path, what):
     return shape, dtype, offset
 
 
-def _map_npy(path, what, populate=False):
+def map_npy(path, what, populate=False, dtype=None, shape=None, tag=None):
     """Read-only memory map of a .npy file (np.load(mmap_mode="r") semantics, plus two kernel hints).
 
+    Never unpickles: the header is parsed first and object dtypes are refused. ``dtype`` / ``shape``:
+    what the array must be. ``tag``: the part tag that must follow the data (``ril_tools.integrity``).
     ``populate``: map every page up front (MAP_POPULATE; the file is read once if not cached), so
     random reads later take no page faults: ~0.1 ms per 500 records instead of ~1 us per record per
     fault. Otherwise MADV_RANDOM: a cold random read faults in one page, not a 128 KiB read-ahead.
     """
     if not os.path.isfile(path):
         raise RilError(f"{what} {path} is missing; the table is incomplete, rebuild it")
-    shape, dtype, offset = _npy_layout(path, what)
+    found_shape, found_dtype, offset = _npy_layout(path, what)
+    if (dtype is not None and found_dtype != dtype) or (shape is not None and found_shape != tuple(shape)):
+        raise RilError(f"{what} {path} holds {found_shape} of {found_dtype}, the manifest implies "
+                       f"{tuple(shape) if shape is not None else found_shape} of {dtype or found_dtype}; "
+                       "rebuild the table")
+    shape, dtype = found_shape, found_dtype
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     size = os.path.getsize(path)
-    if size < offset + nbytes:
-        raise RilError(f"{what} {path} is truncated ({size} bytes, needs {offset + nbytes}); rebuild the table")
+    extra = len(tag) if tag is not None else 0
+    if size < offset + nbytes + extra:
+        raise RilError(f"{what} {path} is truncated ({size} bytes, needs {offset + nbytes + extra}); "
+                       "rebuild the table")
+    if tag is not None:
+        with open(path, "rb") as f:
+            f.seek(offset + nbytes)
+            tail = f.read()
+        if tail != tag:
+            found = tail[len(integrity.TAG_PREFIX):].decode("ascii", "replace") \
+                if tail.startswith(integrity.TAG_PREFIX) else "none"
+            raise RilError(f"{what} {path} belongs to another table or is damaged (its build id is {found!r}, "
+                           f"the manifest expects {tag[len(integrity.TAG_PREFIX):].decode()}); do not mix files of "
+                           "two tables, rebuild the table")
     if nbytes == 0:
         return np.empty(shape, dtype=dtype)
     flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
@@ -69,6 +89,8 @@ class RilTable:
         self.images = images
         self.record_dtype = fmt.record_dtype(manifest["k"], manifest["num_classes"], manifest["logp_dtype"])
         self._shards = None
+        # True once every record passed integrity.record_problem; until then fetch() checks what it reads.
+        self.records_checked = False
 
     # ---------------------------------------------------------------------------------- opening
 
@@ -81,34 +103,31 @@ class RilTable:
         if verify not in VERIFY_MODES:
             raise RilError(f"unknown verify mode {verify!r}; use one of {', '.join(VERIFY_MODES)}")
         path = os.fspath(path)
-        manifest = fmt.read_manifest(path)
-        images_path = os.path.join(path, manifest["images_file"]["file"])
-        if not os.path.isfile(images_path) or fmt.checksum_file(images_path) != manifest["images_file"]["checksum"]:
-            raise RilError(f"{images_path} is missing or does not match its checksum in the manifest; "
-                           "rebuild the table")
-        images = np.load(images_path, allow_pickle=False)
-        if images.dtype != fmt.IMAGE_DTYPE or images.shape != (manifest["num_images"],):
-            raise RilError(f"{images_path} has the wrong layout for {manifest['num_images']} images; rebuild the table")
+        manifest = fmt.read_manifest(path)  # also checks every field's type and the counts
+        images_path = os.path.join(path, fmt.IMAGES)
+        if fmt.checksum_file(images_path) != manifest["images_file"]["checksum"]:
+            raise RilError(f"{images_path} does not match its checksum in the manifest; rebuild the table")
+        images = np.array(map_npy(images_path, "RIL image table", dtype=fmt.IMAGE_DTYPE,
+                                  shape=(manifest["num_images"],), tag=integrity.part_tag(manifest["table_id"])))
+        integrity.check_image_table(images, manifest, images_path)
         total = sum(int(s["rows"]) for s in manifest["shards"]) * \
             fmt.record_dtype(manifest["k"], manifest["num_classes"], manifest["logp_dtype"]).itemsize
         populate = total <= AUTO_VERIFY_BYTES if populate == "auto" else bool(populate)
         table = cls(path, manifest, images, populate=populate)
-        if verify == "full" or (verify == "auto" and total <= AUTO_VERIFY_BYTES):
+        full = verify == "full" or (verify == "auto" and total <= AUTO_VERIFY_BYTES)
+        if full:
             table.verify_checksums()  # first: it also brings the files into page cache for the mapping
         table._open_shards()
+        if full:
+            table.check_all_records()
         return table
 
     def _open_shards(self):
         shards = []
         for info in self.manifest["shards"]:
             shard_path = os.path.join(self.path, info["file"])
-            array = _map_npy(shard_path, "RIL shard", self.populate)
-            if array.dtype != self.record_dtype or array.shape != (int(info["rows"]),):
-                raise RilError(
-                    f"RIL shard {shard_path} holds {array.shape} of {array.dtype}, the manifest says "
-                    f"{info['rows']} rows of K={self.k}; rebuild the table"
-                )
-            shards.append(array)
+            shards.append(map_npy(shard_path, "RIL shard", self.populate, dtype=self.record_dtype,
+                                  shape=(int(info["rows"]),), tag=integrity.part_tag(info["part_id"])))
         self._shards = shards
 
     @property
@@ -130,6 +149,27 @@ class RilTable:
             if fmt.checksum_file(shard_path) != info["checksum"]:
                 raise RilError(f"RIL shard {shard_path} does not match its checksum (corrupt or modified); "
                                "rebuild the table")
+
+    def check_all_records(self, chunk_bytes=256 << 20):
+        """Check the values of every record, a chunk at a time (vectorised); RilError names the first bad row."""
+        chunk = max(1, chunk_bytes // self.record_dtype.itemsize)
+        for s, shard in enumerate(self.shards):
+            for start in range(0, len(shard), chunk):
+                self._check_records(np.asarray(shard[start:start + chunk]), s, start + np.arange(
+                    min(chunk, len(shard) - start)))
+        self.records_checked = True
+
+    def _check_records(self, rec, shard, rows):
+        problem = integrity.record_problem(rec, self.num_classes)
+        if problem is None:
+            return
+        i, what = problem
+        row = int(rows[i])
+        local, crop = divmod(row, self.num_crops)
+        image = int(shard) + local * int(self.manifest["world_size"])
+        raise RilError(f"RIL table {self.path}: {self.manifest['shards'][shard]['file']} row {row} (image {image} "
+                       f"{self.manifest['dataset']['relpaths'][image]}, crop {crop}) has a {what} "
+                       f"({integrity.describe_record(rec[i])}); the build wrote bad labels, rebuild the table")
 
     # ------------------------------------------------------------------------------ description
 
@@ -205,13 +245,18 @@ class RilTable:
             raise RilError(f"crop index out of range 0..{self.num_crops - 1} for RIL table {self.path}")
         rows = self.images["first_row"][image_idx] + crop_idx
         shards = self.shards
-        if len(shards) == 1:
-            return np.asarray(shards[0][rows])
         shard_of = self.images["shard"][image_idx]
-        out = np.empty(rows.shape, dtype=self.record_dtype)
-        for s in np.unique(shard_of):  # a loop over shards, not records
-            mask = shard_of == s
-            out[mask] = shards[s][rows[mask]]
+        if len(shards) == 1:
+            out = np.asarray(shards[0][rows])
+        else:
+            out = np.empty(rows.shape, dtype=self.record_dtype)
+            for s in np.unique(shard_of):  # a loop over shards, not records
+                mask = shard_of == s
+                out[mask] = shards[s][rows[mask]]
+        if not self.records_checked:  # a table too large to check at open: check what training reads
+            for s in np.unique(shard_of):
+                mask = shard_of == s
+                self._check_records(out[mask], int(s), rows[mask])
         return out
 
     def fetch(self, image_idx, crop_idx):

@@ -1,9 +1,12 @@
 """The build's teacher: a CLIP zero-shot classifier over the training class list.
 
-``log_probs(x) = log_softmax(exp(logit_scale) * normalise(f(x)) @ normalise(g(template.format(c))).T)``
-with the teacher's own logit scale (recorded in the manifest). Text features are computed once, in
-float32; the image side runs under ``trainers.clip_backend.autocast`` in bf16/fp16 on GPU (on CPU the
-teacher always runs in fp32, and the manifest says so). Features come from the project's
+``log_probs(x) = log_softmax(exp(logit_scale) * normalise(f(x)) @ normalise(g(prompt_c)).T)``
+with the teacher's own logit scale (recorded in the manifest) and ``prompt_c`` from
+``datasets.templates.class_prompts`` (CoOp's rule: "_" in a class name becomes a space; the manifest
+records the strings). Text features are computed once, in float32; the image side runs under
+``trainers.clip_backend.autocast`` in fp16 (default) or bf16 on GPU (on CPU the teacher always runs
+in fp32, and the manifest says so). On the toy teacher bf16 has ~50x the KL error of fp16
+(``benchmarks/teacher_precision.py``), which is why fp16 is the build's GPU default. Features come from the project's
 ``trainers.encoders`` (the same code the students use).
 """
 
@@ -63,7 +66,10 @@ class ClipTeacher:
         self.weights_hash = weights_hash(model)
         self.logit_scale = float(model.logit_scale.detach().float().exp())
         self.image_encoder = ImageEncoder(model)
-        tokens = tokenize([template.format(c) for c in classnames], context_length_of(model)).to(self.device)
+        from datasets.templates import class_prompts
+
+        self.prompts = class_prompts(template, classnames)
+        tokens = tokenize(self.prompts, context_length_of(model)).to(self.device)
         with torch.no_grad():
             text = TextEncoder(model).encode_tokens(tokens).float()
         self.text = F.normalize(text, dim=-1)

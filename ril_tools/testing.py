@@ -83,9 +83,27 @@ def build_tiny_table(root, out, *, num_images=6, num_classes=5, num_crops=4, k=2
                        batch_size=batch_size, overwrite=overwrite, barrier=barrier, progress=False)
 
 
+def install_crash_hook(spec):
+    """Make this process SIGKILL itself the n-th time ``ShardWriter`` reaches ``stage`` (spec "stage:n")."""
+    import signal
+
+    from ril_tools.writer import ShardWriter
+
+    stage, count = spec.split(":")
+    hits = {"n": 0}
+
+    def crash_point(self, at):
+        if at == stage:
+            hits["n"] += 1
+            if hits["n"] >= int(count):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    ShardWriter.crash_point = crash_point
+
+
 def main(argv=None):
-    """``python -m ril_tools.testing ROOT OUT [--batch-size B]``: the tiny build in its own process
-    (crash and multi-rank tests; under torchrun-style env vars it runs as one rank of a gloo group)."""
+    """``python -m ril_tools.testing ROOT OUT [--batch-size B] [--crash STAGE:N]``: the tiny build in its own
+    process (crash and multi-rank tests; under torchrun-style env vars it runs as one rank of a gloo group)."""
     import argparse
 
     from ril_tools.build import _init_distributed
@@ -95,7 +113,10 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--batch-size", type=int, default=3)
     parser.add_argument("--num-images", type=int, default=6)
+    parser.add_argument("--crash", default="", help="SIGKILL at the N-th STAGE (open/write/flush/commit)")
     args = parser.parse_args(argv)
+    if args.crash:
+        install_crash_hook(args.crash)
     rank, world, _, barrier = _init_distributed()
     try:
         build_tiny_table(args.root, args.out, batch_size=args.batch_size, num_images=args.num_images,

@@ -11,6 +11,7 @@ import torch
 from engine.errors import RilError
 from ril_tools import format as fmt
 from ril_tools.crops import sample_crops
+from ril_tools.integrity import TAG_BYTES
 from ril_tools.labels import information_weight
 from ril_tools.pipeline import make_crops
 from ril_tools.reader import RilTable
@@ -128,7 +129,7 @@ def test_corrupt_shard_bytes_fail_the_checksum(tiny, tmp_path):
     bad = _copy_table(tiny[1], str(tmp_path / "bad"))
     shard = os.path.join(bad, fmt.shard_name(0))
     data = bytearray(open(shard, "rb").read())
-    data[-5] ^= 0xFF
+    data[-5 - TAG_BYTES] ^= 0xFF  # in the last record, before the table-id tag
     open(shard, "wb").write(bytes(data))
     RilTable.open(bad, verify="size")  # sizes still fine
     with pytest.raises(RilError, match="shard-000.npy does not match its checksum"):
@@ -194,7 +195,8 @@ def test_record_sanity_check_catches_a_bad_box(tiny, tmp_path):
     shard["box"][7] = [0.9, 0.0, 0.5, 0.5]  # top + height > 1
     shard.flush()
     del shard
-    with pytest.raises(RilError, match="rows 0..23: crop box outside the image"):
+    with pytest.raises(RilError, match="shard-000.npy row 7 .image 1 .*crop 3. has a crop box that is NaN or "
+                                       "outside the image"):
         check_records(RilTable.open(bad, verify="size"))
 
 

@@ -1,4 +1,4 @@
-"""FDBPL's training data: replay of the crops stored in an RIL table (DESIGN.md section 5).
+"""FDBPL's training data: replay of the crops stored in an RIL table.
 
 For epoch ``e`` and training image ``n`` the loader serves crop ``m(e, n) = crop_schedule(seed, e, id(n), M)``
 of the table: the image is decoded, cut with the stored box (``ril_tools.format.crop_box_pixels``), resized
@@ -11,7 +11,12 @@ The epoch reaches loader workers through the indices themselves: :class:`EpochSa
 process, has ``set_epoch()``, and yields ``epoch * N + n``; workers (persistent or not) hold no epoch state.
 
 The table is checked against the run before the first step (:func:`open_ril_table`); every failure names
-what differs and gives the ``python -m ril_tools.build`` command that builds the right table.
+what differs and gives the ``python -m ril_tools.build`` command that builds the right table. What is
+checked: the table's own integrity (``RilTable.open``: manifest fields, parts of one build, checksums and
+every record's values for tables up to 2 GiB; larger tables check each record as it is read), the run's
+ordered image list and byte sizes, class names, the teacher's prompt strings (CoOp's "_" -> " " rule) and
+K. With ``TRAINER.FDBPL.CHECK_IMAGE_HASH`` every image read is also hashed against the fingerprint taken at
+build time (one BLAKE2b pass over bytes that are read anyway, ~1 ms per MB).
 """
 
 import glob
@@ -29,6 +34,7 @@ from engine.errors import ConfigError, RilError
 from engine.utils import read_image
 from ril_tools import format as fmt
 from ril_tools.crops import crop_schedule, stream_key
+from ril_tools.integrity import read_image_with_hash
 from ril_tools.labels import densify, teacher_argmax
 from ril_tools.plan import relpath_of, training_image_list
 
@@ -112,6 +118,18 @@ class RilReplayDataset(Dataset):
         self.interpolation = INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]
         self.mean = list(cfg.INPUT.PIXEL_MEAN)
         self.std = list(cfg.INPUT.PIXEL_STD)
+        self.check_hash = bool(cfg.TRAINER.FDBPL.get("CHECK_IMAGE_HASH", False))
+
+    def _read(self, impath, image_id):
+        if not self.check_hash:
+            return read_image(impath)
+        image, digest = read_image_with_hash(impath)
+        want = int(self.table.images["content_hash"][image_id])
+        if digest != want:
+            raise RilError(f"image {impath} is not the file RIL table {self.table.path} was built on (content "
+                           f"hash {digest:016x}, the table has {want:016x}); restore the original image or "
+                           "rebuild the table for this copy of the dataset")
+        return image
 
     def __len__(self):
         return len(self.data_source)
@@ -126,7 +144,7 @@ class RilReplayDataset(Dataset):
         image_id = int(self.image_ids[n])
         crop = int(self.crop_ids(epoch, [n])[0])
         rec = self.table.fetch([image_id], [crop])
-        image = read_image(item.impath)
+        image = self._read(item.impath, image_id)
         box = fmt.crop_box_pixels(rec["box"][0], image.height, image.width)
         flip = bool(rec["flags"][0] & fmt.FLAG_HFLIP)
         pixels = TF.to_tensor(replay_crop(image, box, flip, self.size, self.interpolation))
@@ -140,18 +158,39 @@ class RilReplayDataset(Dataset):
         }
 
 
+def _worker_message(exc, name):
+    """The original message of an error a DataLoader worker re-raised with its traceback appended."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last
+
+
+def _one_line_loader_class():
+    from engine.data.manager import OneLineErrorLoader
+
+    class RilLoader(OneLineErrorLoader):
+        """Also keeps a worker's RilError (a bad record or a replaced image) to its one line."""
+
+        @staticmethod
+        def _clean(iterator):
+            try:
+                yield from OneLineErrorLoader._clean(iterator)
+            except RilError as exc:
+                raise RilError(_worker_message(exc, "RilError")) from None
+
+    return RilLoader
+
+
 def build_ril_loader(cfg, data_source, table, seed):
     """The FDBPL training loader: :class:`RilReplayDataset` + :class:`EpochSampler` (``seed`` drives both).
 
     ``DATALOADER.TRAIN_X.SAMPLER SequentialSampler`` keeps the image order fixed; anything else shuffles.
     The last partial batch is kept (no few-shot image is skipped).
     """
-    from engine.data.manager import OneLineErrorLoader  # keeps worker DatasetError messages one line
-
     dataset = RilReplayDataset(cfg, data_source, table, seed)
     shuffle = cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler"
     workers = int(cfg.DATALOADER.NUM_WORKERS)
-    return OneLineErrorLoader(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+    return _one_line_loader_class()(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
                    sampler=EpochSampler(len(dataset), seed, shuffle), num_workers=workers, drop_last=False,
                    pin_memory=bool(cfg.USE_CUDA and torch.cuda.is_available()), persistent_workers=workers > 0)
 
@@ -219,14 +258,28 @@ def _list_difference(what, old, new):
 
 def _table_problems(table, cfg, classnames, image_list):
     """Human-readable differences between the table and this run (empty list when it matches)."""
+    from datasets.templates import class_prompts
+
     problems = []
     diff = _list_difference("class names", table.classnames, list(classnames))
     if diff:
         problems.append(diff)
-    fingerprint = fmt.dataset_fingerprint(image_list["relpaths"], image_list["file_sizes"])
-    if fingerprint != table.fingerprint:
-        diff = _list_difference("training images", table.relpaths, image_list["relpaths"])
-        problems.append(diff or "training image files differ in size (same paths; were images replaced?)")
+    else:
+        prompts = class_prompts(table.manifest["template"], classnames)
+        diff = _list_difference("teacher prompts", table.manifest["prompts"], prompts)
+        if diff:
+            problems.append(diff + " (the table's teacher read other prompt strings than this run's classes give)")
+    # the ordered lists themselves (image id = position), not an order-blind fingerprint
+    diff = _list_difference("training images", table.relpaths, image_list["relpaths"])
+    if diff:
+        problems.append(diff)
+    else:
+        sizes = table.manifest["dataset"]["file_sizes"]
+        changed = [i for i, (a, b) in enumerate(zip(sizes, image_list["file_sizes"])) if a != b]
+        if changed:
+            i = changed[0]
+            problems.append(f"{len(changed)} training image files differ in size (e.g. {table.relpaths[i]!r}: "
+                            f"{sizes[i]} bytes in the table, {image_list['file_sizes'][i]} now; were images replaced?)")
     mode, num_classes = cfg.TRAINER.FDBPL.LABEL_MODE, len(classnames)
     if mode == "full" and table.k != num_classes:
         problems.append(f"LABEL_MODE full needs all {num_classes} classes stored but the table keeps top-K={table.k}")
@@ -240,6 +293,23 @@ def _table_problems(table, cfg, classnames, image_list):
                         f"{cfg.DATASET.NAME} NUM_SHOTS {cfg.DATASET.NUM_SHOTS} SUBSAMPLE_CLASSES "
                         f"{cfg.DATASET.SUBSAMPLE_CLASSES} seed {cfg.SEED}")
     return problems
+
+
+def _readable_manifest(path):
+    """The manifest as plain JSON if it is a JSON object (for the rebuild command), else None."""
+    try:
+        manifest = fmt.read_json_file(os.path.join(path, fmt.MANIFEST), "RIL manifest")
+    except RilError:
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    # only well-typed fields reach the command line
+    kept = {k: manifest[k] for k in ("template", "label_kind") if isinstance(manifest.get(k), str)}
+    kept.update({k: manifest[k] for k in ("num_crops", "k") if type(manifest.get(k)) is int})
+    teacher = manifest.get("teacher")
+    if isinstance(teacher, dict) and isinstance(teacher.get("name"), str):
+        kept["teacher"] = {"name": teacher["name"]}
+    return kept
 
 
 def open_ril_table(cfg, items, classnames):
@@ -260,7 +330,13 @@ def open_ril_table(cfg, items, classnames):
         state = "has no manifest.json (an unfinished build: re-running it resumes)" if os.path.isdir(path) \
             else "does not exist"
         raise RilError(f"RIL table {path} {state}; build it with: {rebuild_command(cfg, path)}")
-    table = RilTable.open(path)
+    try:
+        table = RilTable.open(path)
+    except RilError as exc:  # corrupt, edited or old-format: say how to rebuild it for this run
+        manifest = _readable_manifest(path)
+        # an empty manifest still asks for --overwrite: the folder holds a (bad) table
+        raise RilError(f"{exc}; the command that rebuilds it for this run: "
+                       f"{rebuild_command(cfg, path, manifest or {})}") from None
     if cfg.TRAINER.FDBPL.LABEL_MODE not in LABEL_MODES:
         raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {cfg.TRAINER.FDBPL.LABEL_MODE!r} is not one of "
                           f"{', '.join(LABEL_MODES)}")
