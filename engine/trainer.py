@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from engine.checkpoint import load_checkpoint, save_checkpoint
-from engine.errors import CheckpointError, ConfigError
+from engine.errors import CheckpointError
 from engine.registry import TRAINER_REGISTRY, build_evaluator, check_availability
 from engine.utils import AverageMeter, MetricMeter, remove_stale_temp_files
 
@@ -457,9 +457,3 @@ class TrainerX(SimpleTrainer):
 
     def parse_batch_train(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device)
-
-
-def require(condition, message):
-    """Raise a one-line :class:`ConfigError` unless ``condition`` holds (for ``check_cfg``)."""
-    if not condition:
-        raise ConfigError(message)

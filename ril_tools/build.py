@@ -132,9 +132,9 @@ def _progress_bar(total, rank, already, num_local):
 
 
 def build_parser():
-    import train
+    from engine.cli import build_parser as train_parser
 
-    parser = train.build_parser()
+    parser = train_parser()
     parser.description = __doc__.split("\n")[0]
     add = parser.add_argument
     add("--output", type=str, required=True, help="table directory to write (or resume)")
@@ -189,12 +189,12 @@ def _load_split(cfg, rank, barrier):
 
 
 def main(argv=None):
-    import train
+    from engine.cli import setup_cfg
     from ril_tools.teacher import ClipTeacher
 
     args = build_parser().parse_args(argv)
     rank, world, local_rank, barrier = _init_distributed()
-    cfg = train.setup_cfg(args)
+    cfg = setup_cfg(args)
     if not args.root:
         raise RilError("--root (the dataset root folder) is required")
     items, classnames, _ = _load_split(cfg, rank, barrier)

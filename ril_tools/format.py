@@ -168,10 +168,6 @@ def dataset_fingerprint(relpaths, file_sizes):
     return "sha256:" + hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
-def classnames_hash(classnames):
-    return "sha256:" + hashlib.sha256("\n".join(classnames).encode("utf-8")).hexdigest()
-
-
 # -------------------------------------------------------------------------------------- JSON files
 
 
