@@ -11,6 +11,14 @@ config keys. Problems the user can fix are reported as one ``error:`` line (``FD
 """
 import argparse
 import importlib
+import importlib.util
+import sys
+
+# Started with a Python outside the project's environment: say how to enter it in one line, not a traceback.
+for _name in ("torch", "yacs", "open_clip"):
+    if importlib.util.find_spec(_name) is None:
+        sys.exit(f"error: {_name} is not installed for {sys.executable}; enter the environment first: "
+                 "source .venv/bin/activate (bash scripts/setup_env.sh creates it)")
 
 import torch
 

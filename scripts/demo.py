@@ -14,6 +14,7 @@ Runs use the normal ``train.py`` path and CoOp's output folders under ``--out`` 
 result is skipped, so an interrupted demo continues where it stopped. Per-run logs are in the run folders.
 """
 import argparse
+import importlib.util
 import contextlib
 import os
 import os.path as osp
@@ -22,6 +23,11 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
+# Started with a Python outside the project's environment: say how to enter it in one line, not a traceback.
+for _name in ("torch", "yacs", "open_clip", "tabulate"):
+    if importlib.util.find_spec(_name) is None:
+        sys.exit(f"error: {_name} is not installed for {sys.executable}; enter the environment first: "
+                 "source .venv/bin/activate (bash scripts/setup_env.sh creates it)")
 os.chdir(REPO)
 os.environ.setdefault("TQDM_DISABLE", "1")
 

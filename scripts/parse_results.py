@@ -8,11 +8,17 @@
     python scripts/parse_results.py --dg output     # Table 6: ImageNet source + -V2/-S/-A/-R + average
 """
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# Started with a Python outside the project's environment: say how to enter it in one line, not a traceback.
+for _name in ("numpy", "tabulate"):
+    if importlib.util.find_spec(_name) is None:
+        sys.exit(f"error: {_name} is not installed for {sys.executable}; enter the environment first: "
+                 "source .venv/bin/activate (bash scripts/setup_env.sh creates it)")
 
 from tabulate import tabulate  # noqa: E402
 
