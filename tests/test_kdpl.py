@@ -61,6 +61,7 @@ def reference_teacher_logits(teacher_path, classnames, image, scale):
     return scale * img @ txt.t()
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_loss_uses_kdpl_with_student_logit_scale(files, tmp_path):
     trainer = build_trainer(kdpl_cfg(files, tmp_path))
     trainer.build_teacher()
@@ -137,6 +138,7 @@ def test_end_to_end_trains_and_evaluates(trained):
     assert os.path.isfile(os.path.join(trainer.cfg.OUTPUT_DIR, "prompt_learner", "model.pth.tar-2"))
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_eval_only_never_loads_teacher(files, trained, tmp_path, monkeypatch):
     loaded = []
     monkeypatch.setattr(teacher_mod, "load_clip", lambda name: loaded.append(name))
@@ -152,6 +154,7 @@ def test_eval_only_never_loads_teacher(files, trained, tmp_path, monkeypatch):
     assert evaluator.model.prompt_learner.n_cls == 32  # rebuilt for the new classes
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_class_agnostic_selects_and_trains_on_concepts(files, tmp_path):
     names = ["red circle", "blue star", "green square", "dog", "airplane", "yellow triangle", "cat", "tree"]
     path = tmp_path / "names.txt"

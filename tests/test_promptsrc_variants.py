@@ -166,6 +166,7 @@ def test_fdbpl_step_shares_vision_prompts_and_duplicates_text_prompts(world, tmp
     assert "loss_ce" not in out
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_fdbpl_on_promptsrc_trains_end_to_end_and_evaluates(world, tmp_path):
     out = str(tmp_path / "train")
     try:

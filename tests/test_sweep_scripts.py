@@ -99,6 +99,7 @@ def test_fdbpl_builds_a_missing_table_under_the_shared_name(tmp_path):
     assert value(paper, "--output") == f"{ril}/oxford_pets/shots_16/seed1/base_vit_l14_M500_K20"
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_demo_names_its_tables_as_the_scripts_do():
     teachers = ["models/toy_teacher.pt", "ViT-L/14", "ViT-H-14-quickgelu:dfn5b", "out/random_models/random_teacher.pt"]
     # demo.py changes directory and environment when imported: ask it in a process of its own
