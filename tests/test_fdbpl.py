@@ -10,7 +10,7 @@ import train
 from engine.errors import ConfigError
 from engine.logger import close_logger
 from engine.results import parse_log
-from tests.test_fdbpl_data import REPO, build_table, fdbpl_world
+from tests.fixtures.fdbpl_world import REPO, build_table
 
 FDBPL_YAML = os.path.join(REPO, "configs/trainers/FDBPL/toyshapes.yaml")
 TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
@@ -18,8 +18,8 @@ COMPONENTS = ("loss_pos", "loss_neg", "loss_diff1", "loss_diff2")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)
+def world(fdbpl_world):
+    return fdbpl_world
 
 
 def fdbpl_args(world, out, *extra, epochs=2, ril=None, subsample="base"):
