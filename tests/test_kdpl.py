@@ -123,12 +123,14 @@ def trained(files, tmp_path_factory):
     return {"trainer": trainer, "log": log.getvalue(), "calls": calls, "built_calls": built_calls, "ctx0": ctx0}
 
 
+@pytest.mark.slow  # uses the trained KDPL run (end to end, several seconds)
 def test_teacher_text_features_computed_once(trained):
     assert trained["built_calls"] == []  # building the trainer does not touch the teacher
     assert trained["trainer"].num_batches >= 4  # several steps per epoch, two epochs
     assert trained["calls"] == [32]  # once, for the 32 base classes, for the whole run
 
 
+@pytest.mark.slow  # uses the trained KDPL run (end to end, several seconds)
 def test_end_to_end_trains_and_evaluates(trained):
     trainer, log = trained["trainer"], trained["log"]
     assert "KDPL teacher: 32 classes" in log and "t_acc" in log and "accuracy:" in log
