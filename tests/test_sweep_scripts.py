@@ -101,7 +101,8 @@ def test_fdbpl_builds_a_missing_table_under_the_shared_name(tmp_path):
 
 @pytest.mark.slow  # end to end, several seconds
 def test_demo_names_its_tables_as_the_scripts_do():
-    teachers = ["models/toy_teacher.pt", "ViT-L/14", "ViT-H-14-quickgelu:dfn5b", "out/random_models/random_teacher.pt"]
+    teachers = ["models/toy_teacher.pt", "ViT-L/14", "ViT-H-14-quickgelu:dfn5b", "out/random_models/random_teacher.pt",
+                "weights/teacher.v2.pth"]
     # demo.py changes directory and environment when imported: ask it in a process of its own
     demo = subprocess.run([sys.executable, "-c", "import sys; from scripts.demo import teacher_slug; "
                            "print(*map(teacher_slug, sys.argv[1:]))", *teachers], cwd=REPO, capture_output=True,
@@ -109,7 +110,7 @@ def test_demo_names_its_tables_as_the_scripts_do():
     shell = subprocess.run(["bash", "-c", 'source scripts/fdbpl/common.sh && for t; do teacher_slug "$t"; done',
                             "_", *teachers], cwd=REPO, env=script_env(PYTHON=ECHO_PYTHON), capture_output=True,
                            text=True, check=True).stdout.split()
-    assert demo == shell == ["toy_teacher", "vit_l14", "vit_h_14_quickgelu_dfn5b", "random_teacher"]
+    assert demo == shell == ["toy_teacher", "vit_l14", "vit_h_14_quickgelu_dfn5b", "random_teacher", "teacher.v2"]
 
 
 def test_scripts_without_arguments_print_their_usage():
