@@ -9,7 +9,15 @@ Trainers and datasets are discovered from the ``trainers/`` and ``datasets/`` pa
 in the ``FDBPL_PLUGINS`` environment variable); a plugin module may define ``extend_cfg(cfg)`` to add its own
 config keys. Problems the user can fix are reported as one ``error:`` line (``FDBPL_DEBUG=1`` for a traceback).
 """
+import importlib.util
 import os
+import sys
+
+# Started with a Python outside the project's environment: say how to enter it in one line, not a traceback.
+for _name in ("torch", "yacs", "open_clip"):
+    if importlib.util.find_spec(_name) is None:
+        sys.exit(f"error: {_name} is not installed for {sys.executable}; enter the environment first: "
+                 "source .venv/bin/activate (bash scripts/setup_env.sh creates it)")
 
 import torch
 

@@ -10,18 +10,27 @@
    agreement with the teacher and KL(teacher || student) on held-out base and new images.
 
 Runs use the normal ``train.py`` path and CoOp's output folders under ``--out`` (so
-``scripts/parse_results.py --base2new OUT/base2new`` reads them too); a run whose log already holds its
-result is skipped, so an interrupted demo continues where it stopped. Per-run logs are in the run folders.
+``scripts/parse_results.py OUT`` reads them too); a run whose log already holds its result is skipped, so an
+interrupted demo continues where it stopped. Each step shows one live progress line naming its log (the run
+folder's log.txt; OUT/logs/ for the table builds). The RIL tables go where scripts/fdbpl/common.sh looks for
+them (``--ril-root``, default ``ril/``), so the sweep scripts reuse them.
 """
 import argparse
+import importlib.util
 import contextlib
 import os
 import os.path as osp
+import re
 import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
+# Started with a Python outside the project's environment: say how to enter it in one line, not a traceback.
+for _name in ("torch", "yacs", "open_clip", "tabulate"):
+    if importlib.util.find_spec(_name) is None:
+        sys.exit(f"error: {_name} is not installed for {sys.executable}; enter the environment first: "
+                 "source .venv/bin/activate (bash scripts/setup_env.sh creates it)")
 os.chdir(REPO)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -32,6 +41,7 @@ from tabulate import tabulate  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 from engine.results import harmonic_mean, parse_log  # noqa: E402
 from engine.utils import read_json, write_json  # noqa: E402
+from scripts.demo_progress import StepLine  # noqa: E402
 
 TOY_MODELS = {"teacher": "models/toy_teacher.pt", "student": "models/toy_student.pt"}
 # method shown in the tables -> (trainer, config under configs/trainers/)
@@ -46,12 +56,19 @@ def log(msg):
     print(msg, flush=True)
 
 
-def silent_train(argv):
-    """Run ``train.py argv`` in this process; its console output goes only to the run's log.txt."""
+def teacher_slug(name):
+    """The teacher's part of a RIL table's folder name, as scripts/fdbpl/common.sh's teacher_slug writes it."""
+    if osp.isfile(name) or re.search(r"\.(pt|pth|bin|safetensors)$", name):
+        name = osp.splitext(osp.basename(name))[0]
+    return re.sub(r"[^a-z0-9.]", "_", name.lower().replace("/", ""))
+
+
+def silent_train(argv, line):
+    """Run ``train.py argv`` in this process; its console output goes to the run's log.txt and the progress line."""
     import train
     from engine.logger import close_logger
 
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+    with contextlib.redirect_stdout(line):
         try:
             train.main(train.build_parser().parse_args(argv))
         finally:
@@ -137,7 +154,9 @@ class Demo:
         return o
 
     def ril_dir(self, seed):
-        return osp.join(self.out, "ril", f"shots_{self.shots}", f"seed{seed}", f"base_M{self.crops}_K{self.args.topk}")
+        # the naming convention of scripts/fdbpl/common.sh (ril_dir), so the sweep scripts find these tables
+        name = f"base_{teacher_slug(self.models['teacher'])}_M{self.crops}_K{self.args.topk}"
+        return osp.join(self.args.ril_root, "toyshapes", f"shots_{self.shots}", f"seed{seed}", name)
 
     def run_dir(self, kind, method, seed):
         return osp.join(self.out, "base2new", kind, "toyshapes", f"shots_{self.shots}", method, "toyshapes",
@@ -166,8 +185,19 @@ class Demo:
                     "--config-file", "configs/trainers/FDBPL/toyshapes.yaml", "--output", path,
                     "--teacher", self.models["teacher"], "--num-crops", str(self.crops), "--topk", str(self.args.topk),
                     "--workers", "0", "DATASET.NUM_SHOTS", str(self.shots), "DATASET.SUBSAMPLE_CLASSES", "base"]
-                with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-                    build_main(argv)
+                log_path = osp.join(self.out, "logs", f"ril_seed{seed}.txt")
+                os.makedirs(osp.dirname(log_path), exist_ok=True)
+                line = StepLine(f"[ril] seed {seed}: building {path}", log_path)
+                # the build's own tqdm bar (stderr) feeds the progress line; it reads TQDM_DISABLE when it starts
+                quiet = os.environ.pop("TQDM_DISABLE", None)
+                try:
+                    with open(log_path, "w") as logf, contextlib.redirect_stdout(logf), \
+                            contextlib.redirect_stderr(line):
+                        build_main(argv)
+                finally:
+                    if quiet is not None:
+                        os.environ["TQDM_DISABLE"] = quiet
+                line.finish()
                 self.record("ril", None, seed, time.time() - t)
             self.ril[seed] = self.timings["ril"].get(str(seed))
             table = RilTable.open(path)
@@ -182,8 +212,10 @@ class Demo:
             for sub in ("base", "new"):
                 out = osp.join(self.out, "zeroshot", role, sub)
                 if not done(out, True):
+                    line = StepLine(f"[zero-shot] {role} {sub}", osp.join(out, "log.txt"))
                     silent_train(["--eval-only", "--output-dir", out] + self.common("ZeroshotCLIP", 1)
-                                 + ["MODEL.BACKBONE.NAME", self.models[role], "DATASET.SUBSAMPLE_CLASSES", sub])
+                                 + ["MODEL.BACKBONE.NAME", self.models[role], "DATASET.SUBSAMPLE_CLASSES", sub], line)
+                    line.finish()
                 self.acc.setdefault(f"ZS {role}", {})[sub] = [parse_log(osp.join(out, "log.txt"), test_log=True)]
             log(f"[zero-shot] {role}: base {self.acc[f'ZS {role}']['base'][0]:.2f}  "
                 f"new {self.acc[f'ZS {role}']['new'][0]:.2f}")
@@ -196,34 +228,44 @@ class Demo:
                 k += 1
                 train_out = self.run_dir("train_base", method, seed)
                 t = time.time()
+                label = f"[{k}/{total}] {method} seed {seed}"
                 if not done(train_out, False):
+                    line = StepLine(f"{label} train", osp.join(train_out, "log.txt"))
                     silent_train(self.common(method, seed) + ["--output-dir", train_out]
-                                 + self.opts(method, seed) + ["DATASET.SUBSAMPLE_CLASSES", "base"])
+                                 + self.opts(method, seed) + ["DATASET.SUBSAMPLE_CLASSES", "base"], line)
                     self.record("train", method, seed, time.time() - t)
+                    line.finish()
                 new_out = self.run_dir("test_new", method, seed)
                 if not done(new_out, True):
                     epochs = self.epochs[1] if self.epochs else None
+                    line = StepLine(f"{label} test on new classes", osp.join(new_out, "log.txt"))
                     silent_train(self.common(method, seed) + ["--output-dir", new_out, "--eval-only",
                                                               "--model-dir", train_out]
                                  + (["--load-epoch", epochs] if epochs else [])
-                                 + self.opts(method, seed) + ["DATASET.SUBSAMPLE_CLASSES", "new"])
+                                 + self.opts(method, seed) + ["DATASET.SUBSAMPLE_CLASSES", "new"], line)
+                    line.finish()
                 base = parse_log(osp.join(train_out, "log.txt"))
                 new = parse_log(osp.join(new_out, "log.txt"), test_log=True)
                 self.acc.setdefault(method, {}).setdefault("base", []).append(base)
                 self.acc[method].setdefault("new", []).append(new)
-                log(f"[{k}/{total}] {method} seed {seed}: base {base:.2f}  new {new:.2f}  "
-                    f"({time.time() - t:.0f} s)")
+                log(f"{label}: base {base:.2f}  new {new:.2f}  ({time.time() - t:.0f} s)")
 
     def agreement(self):
         """Top-1 agreement with the teacher and KL(teacher || student) on the test images of base and new."""
         from engine.evaluator import teacher_agreement
 
         rows = []
+        steps = 2 * (2 + len(self.methods) * len(self.args.seeds))
+        line = StepLine("[agreement] teacher vs students on the test images", "none, computed in memory",
+                        unit="models")
+        k = 0
         for sub in ("base", "new"):
             teacher = test_logits(self.common("ZeroshotCLIP", 1) + ["MODEL.BACKBONE.NAME", self.models["teacher"],
                                                                      "DATASET.SUBSAMPLE_CLASSES", sub])
             student = test_logits(self.common("ZeroshotCLIP", 1) + ["MODEL.BACKBONE.NAME", self.models["student"],
                                                                      "DATASET.SUBSAMPLE_CLASSES", sub])
+            k += 2
+            line.update(k, steps)
             rows.append(("ZS student", sub) + teacher_agreement(teacher, student))
             for method in self.methods:
                 per_seed = []
@@ -233,7 +275,10 @@ class Demo:
                                          model_dir=self.run_dir("train_base", method, seed),
                                          epoch=int(self.epochs[1]) if self.epochs else None)
                     per_seed.append(teacher_agreement(teacher, logits))
+                    k += 1
+                    line.update(k, steps)
                 rows.append((method, sub) + tuple(float(np.mean(v)) for v in zip(*per_seed)))
+        line.finish()
         return rows
 
     # ------------------------------------------------------------------ report
@@ -282,6 +327,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
     p.add_argument("--out", default="output/demo")
     p.add_argument("--data", default="data")
+    p.add_argument("--ril-root", default="ril",
+                   help="where the RIL tables go, named as scripts/fdbpl/common.sh names them (default: ril)")
     p.add_argument("--num-crops", type=int, default=64, help="RIL crops per image (the paper uses 500)")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--workers", type=int, default=0, help="DATALOADER.NUM_WORKERS for the training runs")
@@ -302,7 +349,8 @@ def main(argv=None):
     demo.train_methods()
     rows = demo.agreement()
     demo.report(rows)
-    print(f"\nTotal demo time: {time.time() - start:.0f} s")
+    total = time.time() - start
+    print(f"\nTotal demo time: {total:.0f} s ({total / 60:.1f} min)")
 
 
 if __name__ == "__main__":

@@ -6,18 +6,25 @@
     python scripts/parse_results.py output/evaluation/CoOp --multi-exp --test-log
     python scripts/parse_results.py --xd output     # Table 1: ImageNet source + 10 cross-dataset targets + average
     python scripts/parse_results.py --dg output     # Table 6: ImageNet source + -V2/-S/-A/-R + average
+    python scripts/parse_results.py output          # everything found: methods as rows, datasets as columns
 """
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# Started with a Python outside the project's environment: say how to enter it in one line, not a traceback.
+for _name in ("numpy", "tabulate"):
+    if importlib.util.find_spec(_name) is None:
+        sys.exit(f"error: {_name} is not installed for {sys.executable}; enter the environment first: "
+                 "source .venv/bin/activate (bash scripts/setup_env.sh creates it)")
 
 from tabulate import tabulate  # noqa: E402
 
 from engine.results import (DG_TARGETS, XD_TARGETS, average_rows, base2new_rows, collect_seeds,  # noqa: E402
-                            summarize, transfer_rows, transfer_table)
+                            harmonic_mean, summarize, transfer_rows, transfer_table)
 
 
 def fmt(mean, spread):
@@ -58,9 +65,98 @@ def print_transfer(args):
     return 0
 
 
+# ------------------------------------------------------------------ one table per protocol for a whole output folder
+
+def _subdirs(folder):
+    return sorted(d for d in os.listdir(folder) if not d.startswith(".") and osp.isdir(osp.join(folder, d))) \
+        if osp.isdir(folder) else []
+
+
+def _method_names(keys):
+    """Row label per (trainer, config[, shots]): the trainer alone unless it ran with several configs or shots."""
+    count = {}
+    for trainer, *_ in keys:
+        count[trainer] = count.get(trainer, 0) + 1
+    return {k: k[0] if count[k[0]] == 1 else "/".join(map(str, k)) for k in keys}
+
+
+def base2new_overview(root):
+    """(headers, body): methods as rows, each dataset's 'base / new / HM' as a column, plus their average."""
+    cells, datasets = {}, []
+    for shots in sorted(int(d[len("shots_"):]) for ds in _subdirs(osp.join(root, "train_base"))
+                        for d in _subdirs(osp.join(root, "train_base", ds)) if d.startswith("shots_")):
+        for dataset, trainer, cfg_name, b, _, n, _, h, _ in base2new_rows(root, shots=shots):
+            cells.setdefault((trainer, cfg_name, f"{shots} shots"), {})[dataset] = (b, n, h)
+            datasets += [dataset] if dataset not in datasets else []
+    if not cells:
+        return None
+    names = _method_names(list(cells))
+    fmt_cell = "{:.2f} / {} / {}".format
+    nan = "-"
+    body = []
+    for key, per in cells.items():
+        row = [names[key]]
+        for d in datasets:
+            b, n, h = per.get(d, (None, None, None))
+            row.append(nan if b is None else fmt_cell(b, nan if n != n else f"{n:.2f}", nan if h != h else f"{h:.2f}"))
+        if len(datasets) > 1:
+            bs = [v[0] for v in per.values()]
+            ns = [v[1] for v in per.values() if v[1] == v[1]]
+            mb = sum(bs) / len(bs)
+            mn = sum(ns) / len(ns) if len(ns) == len(bs) else float("nan")
+            row.append(fmt_cell(mb, nan if mn != mn else f"{mn:.2f}",
+                                nan if mn != mn else f"{harmonic_mean(mb, mn):.2f}"))
+        body.append(row)
+    headers = ["method"] + [f"{d}: base / new / HM" for d in datasets] + (["average"] if len(datasets) > 1 else [])
+    return headers, body
+
+
+def evaluation_overview(root):
+    """(headers, body) of every evaluation/<trainer>/<cfg>_<S>shots/<dataset>/ tree: accuracy per target dataset."""
+    cells, datasets = {}, []
+    for trainer in _subdirs(osp.join(root, "evaluation")):
+        for exp in _subdirs(osp.join(root, "evaluation", trainer)):
+            for dataset in _subdirs(osp.join(root, "evaluation", trainer, exp)):
+                values = list(collect_seeds(osp.join(root, "evaluation", trainer, exp, dataset), test_log=True).values())
+                if values:
+                    cells.setdefault((trainer, exp), {})[dataset] = summarize(values)[0]
+                    datasets += [dataset] if dataset not in datasets else []
+    if not cells:
+        return None
+    names = _method_names(list(cells))
+    body = [[names[k]] + [f"{per[d]:.2f}" if d in per else "-" for d in datasets] for k, per in cells.items()]
+    return ["method"] + datasets, body
+
+
+def print_overview(root):
+    """Print the table of each protocol found under ``root`` (an output folder or its base2new folder)."""
+    b2n_root = root if osp.isdir(osp.join(root, "train_base")) else osp.join(root, "base2new")
+    found = False
+    b2n = base2new_overview(b2n_root)
+    if b2n:
+        print(f"Base-to-new ({b2n_root}; accuracy %, mean over seeds; HM of the means)")
+        print(tabulate(b2n[1], headers=b2n[0], disable_numparse=True))
+        found = True
+    xd = evaluation_overview(root)
+    if xd:
+        print(("\n" if found else "") + f"Evaluations ({osp.join(root, 'evaluation')}; accuracy %, mean over seeds)")
+        print(tabulate(xd[1], headers=xd[0], disable_numparse=True))  # keep 2 decimals
+        found = True
+    if not found:
+        print(f"error: no results under {root}: expected base2new/train_base/<dataset>/shots_<S>/<trainer>/<cfg>/"
+              "seed*/log.txt or evaluation/<trainer>/<cfg>_<S>shots/<dataset>/seed*/log.txt (run a sweep script first)",
+              file=sys.stderr)
+    return 0 if found else 1
+
+
+def is_output_root(directory):
+    return any(osp.isdir(osp.join(directory, d)) for d in ("base2new", "evaluation", "train_base"))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("directory", help="folder of seed folders, or the base2new root with --base2new")
+    p.add_argument("directory", help="an output folder (all protocols found), a folder of seed folders, or the "
+                                     "base2new root with --base2new")
     p.add_argument("--test-log", action="store_true", help="parse evaluation logs (=> result) instead of training logs")
     p.add_argument("--ci95", action="store_true", help="print the 95%% confidence interval instead of the std")
     p.add_argument("--multi-exp", action="store_true", help="each child folder is an experiment of seed folders")
@@ -92,6 +188,9 @@ def main(argv=None):
                   for d, t, c, b, n, h, k in average_rows(rows)]
         print(tabulate(table, headers=["dataset", "trainer", "config", "base", "new", "HM", "seeds"]))
         return 0
+
+    if not args.multi_exp and is_output_root(args.directory):
+        return print_overview(args.directory)
 
     if args.multi_exp:
         means = []

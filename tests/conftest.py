@@ -18,6 +18,14 @@ def tiny_clip_path(tmp_path_factory):
     return tiny_clip_file(tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def fdbpl_world(tmp_path_factory):
+    """The FDBPL world (tiny ToyShapes, tiny student and teacher CLIPs, a 2-shot base RIL table), built once."""
+    from tests.fixtures.fdbpl_world import make_fdbpl_world
+
+    return make_fdbpl_world(tmp_path_factory)
+
+
 @pytest.fixture(autouse=True)
 def _restore_stdout():
     """train.py tees stdout into log.txt; make sure no test leaks the tee into the next one."""

@@ -10,7 +10,7 @@ import train
 from engine.errors import ConfigError
 from engine.logger import close_logger
 from engine.results import parse_log
-from tests.test_fdbpl_data import REPO, build_table, fdbpl_world
+from tests.fixtures.fdbpl_world import REPO, build_table
 
 FDBPL_YAML = os.path.join(REPO, "configs/trainers/FDBPL/toyshapes.yaml")
 TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
@@ -18,8 +18,8 @@ COMPONENTS = ("loss_pos", "loss_neg", "loss_diff1", "loss_diff2")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)
+def world(fdbpl_world):
+    return fdbpl_world
 
 
 def fdbpl_args(world, out, *extra, epochs=2, ril=None, subsample="base"):
@@ -79,6 +79,7 @@ def trained(world, tmp_path_factory):
     return out, loads
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_training_logs_checkpoints_and_loads_no_teacher(world, trained):
     out, loads = trained
     assert loads == [world["student"]]  # the student only; the teacher file is never read
@@ -101,6 +102,7 @@ def test_training_logs_checkpoints_and_loads_no_teacher(world, trained):
     assert parse_log(os.path.join(out, "log.txt")) is not None  # the final "=> result" block
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_eval_only_on_base_new_and_all_classes_needs_no_table(world, trained, tmp_path, capsys):
     out, _ = trained
     base_acc = parse_log(os.path.join(out, "log.txt"))
@@ -118,6 +120,7 @@ def test_eval_only_on_base_new_and_all_classes_needs_no_table(world, trained, tm
     assert "accuracy:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_resume_after_interruption_gives_the_same_prompts(world, trained, tmp_path, monkeypatch):
     from engine.trainer import SimpleTrainer
 
@@ -139,6 +142,7 @@ def test_resume_after_interruption_gives_the_same_prompts(world, trained, tmp_pa
         assert torch.equal(full[key], resumed[key]), key
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_mismatched_or_missing_table_stops_with_one_line(world, tmp_path, capsys):
     other = build_table(world, "ril_all_1shot", shots=1, subsample="all")
     capsys.readouterr()  # the build's progress bars
@@ -171,6 +175,7 @@ def test_bad_settings_are_config_errors(world, tmp_path, opts, wrong):
     (("TRAINER.FDBPL.LAMBDA_DIFF1", "0.0", "TRAINER.FDBPL.LABEL_MODE", "full"), "loss_diff1"),
     (("TRAINER.FDBPL.LAMBDA_DIFF2", "0.0"), "loss_diff2"),
 ])
+@pytest.mark.slow  # end to end, several seconds
 def test_ablation_switches_run(world, tmp_path, opts, off):
     ril = world["table"]
     if "full" in opts:

@@ -1,7 +1,7 @@
 """FDBPL replay data: epoch-carrying sampler, known-answer crops, worker processes, table checks and errors.
 
-The world (shared with test_fdbpl.py): the tiny ToyShapes, a tiny student CLIP, a tiny teacher CLIP of
-another seed and depth, and RIL tables built in-process with ``ril_tools.build`` (M = 4 crops, K = 3).
+The world: the ``fdbpl_world`` fixture (tests/fixtures/fdbpl_world.py), shared with test_fdbpl.py and
+test_promptsrc_variants.py.
 """
 
 import os
@@ -15,47 +15,19 @@ from PIL import Image
 from engine.errors import ConfigError, RilError
 from engine.registry import build_dataset
 from engine.utils import read_image
-from ril_tools import format as fmt
 from ril_tools.crops import crop_schedule, sample_crops
 from ril_tools.reader import RilTable
-from tests.fixtures.tiny_clip import tiny_clip_file
-from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
+from tests.fixtures.fdbpl_world import K, M, SHOTS, build_table
+from tests.fixtures.toy_data import toy_cfg
 from trainers.fdbpl_data import (EpochSampler, RilReplayDataset, build_ril_loader, open_ril_table,
                                  rebuild_command, teacher_targets)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-M, K, SHOTS = 4, 3, 2
 RUN = {"DATASET.NUM_SHOTS": SHOTS, "DATASET.SUBSAMPLE_CLASSES": "base"}
-_WORLD = {}
-
-
-def build_table(world, name, *extra, shots=SHOTS, subsample="base"):
-    """Build (once per process) a table with the real CLI entry point, in-process; returns its folder."""
-    from ril_tools import build
-
-    out = os.path.join(world["dir"], name)
-    if not os.path.isfile(os.path.join(out, fmt.MANIFEST)):
-        build.main(["--root", world["root"], "--seed", "1",
-                    "--dataset-config-file", os.path.join(REPO, "configs/datasets/toyshapes.yaml"),
-                    "--output", out, "--teacher", world["teacher"], "--num-crops", str(M), "--topk", str(K),
-                    "--batch-size", "64", "--device", "cpu", "--workers", "0", *extra,
-                    "DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", subsample, "INPUT.SIZE", "(32, 32)"])
-    return out
-
-
-def fdbpl_world(tmp_path_factory):
-    """Paths of the shared test world (built once per test process)."""
-    if not _WORLD:
-        _WORLD.update(root=shared_toyshapes_root(), dir=str(tmp_path_factory.mktemp("fdbpl")),
-                      student=tiny_clip_file(tmp_path_factory),
-                      teacher=tiny_clip_file(tmp_path_factory, seed=1, vision_layers=3))
-        _WORLD["table"] = build_table(_WORLD, "ril_base")
-    return _WORLD
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)
+def world(fdbpl_world):
+    return fdbpl_world
 
 
 @pytest.fixture(scope="module")

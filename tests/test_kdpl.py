@@ -61,6 +61,7 @@ def reference_teacher_logits(teacher_path, classnames, image, scale):
     return scale * img @ txt.t()
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_loss_uses_kdpl_with_student_logit_scale(files, tmp_path):
     trainer = build_trainer(kdpl_cfg(files, tmp_path))
     trainer.build_teacher()
@@ -122,12 +123,14 @@ def trained(files, tmp_path_factory):
     return {"trainer": trainer, "log": log.getvalue(), "calls": calls, "built_calls": built_calls, "ctx0": ctx0}
 
 
+@pytest.mark.slow  # uses the trained KDPL run (end to end, several seconds)
 def test_teacher_text_features_computed_once(trained):
     assert trained["built_calls"] == []  # building the trainer does not touch the teacher
     assert trained["trainer"].num_batches >= 4  # several steps per epoch, two epochs
     assert trained["calls"] == [32]  # once, for the 32 base classes, for the whole run
 
 
+@pytest.mark.slow  # uses the trained KDPL run (end to end, several seconds)
 def test_end_to_end_trains_and_evaluates(trained):
     trainer, log = trained["trainer"], trained["log"]
     assert "KDPL teacher: 32 classes" in log and "t_acc" in log and "accuracy:" in log
@@ -137,6 +140,7 @@ def test_end_to_end_trains_and_evaluates(trained):
     assert os.path.isfile(os.path.join(trainer.cfg.OUTPUT_DIR, "prompt_learner", "model.pth.tar-2"))
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_eval_only_never_loads_teacher(files, trained, tmp_path, monkeypatch):
     loaded = []
     monkeypatch.setattr(teacher_mod, "load_clip", lambda name: loaded.append(name))
@@ -152,6 +156,7 @@ def test_eval_only_never_loads_teacher(files, trained, tmp_path, monkeypatch):
     assert evaluator.model.prompt_learner.n_cls == 32  # rebuilt for the new classes
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_class_agnostic_selects_and_trains_on_concepts(files, tmp_path):
     names = ["red circle", "blue star", "green square", "dog", "airplane", "yellow triangle", "cat", "tree"]
     path = tmp_path / "names.txt"

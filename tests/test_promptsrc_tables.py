@@ -120,8 +120,8 @@ def test_promptsrc_reference_settings(name, depth, gpa, epochs):
 
 
 def dry_run(script, *args, **env):
-    """The train.py command a script would run (PYTHON=echo), as an argument list."""
-    full_env = dict(os.environ, PYTHON="echo", **env)
+    """The train.py command a script would run (a PYTHON that prints it), as an argument list."""
+    full_env = dict(os.environ, PYTHON="bash " + os.path.join(REPO, "tests/fixtures/echo_python.sh"), **env)
     full_env.pop("FORCE", None)
     out = subprocess.run(["bash", os.path.join(REPO, "scripts", script), *args], cwd=REPO, env=full_env,
                          capture_output=True, text=True, check=True).stdout
@@ -142,7 +142,8 @@ def test_scripts_launch_train_py_with_the_protocol_folders(method, trainer, tmp_
     assert cfg_file.endswith("vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets.yaml")
     assert value(train, "--output-dir") == f"{out}/imagenet/{trainer}/vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets_16shots/seed1"
     test = dry_run(f"{method}/xd_test.sh", "imagenet_r", "1", "TEST.SPLIT", "test", OUT=out)
-    assert value(test, "--model-dir") == value(train, "--output-dir") and value(test, "--load-epoch") == "20"
+    assert value(test, "--model-dir") == value(train, "--output-dir") and "--load-epoch" not in test  # the last epoch
+    assert value(dry_run(f"{method}/xd_test.sh", "dtd", "1", OUT=out, LOADEP="20"), "--load-epoch") == "20"
     assert value(test, "--output-dir").endswith("evaluation/" + trainer +
                                                 "/vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets_16shots/imagenet_r/seed1")
     assert test[-2:] == ["TEST.SPLIT", "test"]  # extra KEY VALUE pairs are passed through

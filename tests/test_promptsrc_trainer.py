@@ -180,6 +180,7 @@ def test_final_prompts_are_the_gaussian_weighted_average(full_run):
     assert "GPA: loaded the Gaussian-weighted average" in log and parse_log(os.path.join(out, "log.txt")) is not None
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_resume_mid_run_ends_with_the_same_aggregate(full_run, clip_path, tmp_path, monkeypatch):
     original = SimpleTrainer.after_epoch
 

@@ -14,7 +14,7 @@ from engine.results import parse_log
 from engine.trainer import build_trainer
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
-from tests.test_fdbpl_data import REPO, fdbpl_world
+from tests.fixtures.fdbpl_world import REPO
 from trainers import clip_backend as cb
 from trainers.base import normalize
 from trainers.losses import fdbpl_total_loss, promptsrc_regularisation
@@ -92,8 +92,8 @@ TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)  # tiny student, tiny teacher, RIL table for 2-shot base (M 4, K 3)
+def world(fdbpl_world):
+    return fdbpl_world  # tiny student, tiny teacher, RIL table for 2-shot base (M 4, K 3)
 
 
 def fdbpl_src_args(world, out, *extra, epochs=2, flags=()):
@@ -166,6 +166,7 @@ def test_fdbpl_step_shares_vision_prompts_and_duplicates_text_prompts(world, tmp
     assert "loss_ce" not in out
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_fdbpl_on_promptsrc_trains_end_to_end_and_evaluates(world, tmp_path):
     out = str(tmp_path / "train")
     try:

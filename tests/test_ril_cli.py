@@ -108,6 +108,7 @@ def test_verify_catches_an_unset_flag(built, tmp_path):
     assert manifest["shards"][0]["progress_file"] == fmt.progress_name(0)
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_build_runs_as_a_script():
     # python ril_tools/build.py (and torchrun ril_tools/build.py) must not let ril_tools/inspect.py shadow the
     # standard library's inspect module, which torch imports

@@ -59,6 +59,7 @@ CRASHES = {  # --crash hook -> images already marked done when the SIGKILL lands
 }  # (batches of 3 crops, 4 crops per image: image j is complete after batch j + 2)
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_sigkill_then_resume_equals_uninterrupted(reference, monkeypatch):
     root, ref = reference
     outs = {crash: os.path.join(root, "crash-" + crash.replace(":", "-")) for crash in CRASHES}
@@ -89,6 +90,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_two_gloo_ranks_equal_one_process(reference):
     # two processes with torchrun's environment variables: a gloo group, one shard per rank
     root, ref = reference

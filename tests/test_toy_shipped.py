@@ -64,6 +64,7 @@ def test_shipped_models_fit_the_toy_world(shipped):
     assert shipped["student"].fdbpl_info["meta"]["role"] == "student"
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_teacher_zero_shot_floor_and_beats_student(shipped, fresh_test_split):
     images, labels = fresh_test_split
     acc = {k: zero_shot_accuracy(m, images, labels, CLASSNAMES) for k, m in shipped.items()}
@@ -72,6 +73,7 @@ def test_teacher_zero_shot_floor_and_beats_student(shipped, fresh_test_split):
     assert acc["teacher"] > acc["student"] + 10.0, acc
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_student_image_features_beat_its_hand_prompt(shipped, fresh_test_split):
     # the world's premise: the student's weak part is its text side, so class means of its own image
     # features (a prototype classifier) beat its zero-shot text classifier on base classes

@@ -48,6 +48,7 @@ def epoch_losses(log_path):
     return [last[k] for k in sorted(last)]
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_coop_output_folder_and_eval_only_reproduces_final_accuracy(toy_root, tiny_clip_path, tmp_path):
     out = str(tmp_path / "train_base" / "seed1")
     run(coop_args(toy_root, tiny_clip_path, out))
@@ -67,6 +68,7 @@ def test_coop_output_folder_and_eval_only_reproduces_final_accuracy(toy_root, ti
     assert not os.path.exists(os.path.join(out_eval, "prompt_learner"))  # evaluation writes no checkpoint
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_resume_after_interruption_continues_identically(toy_root, tiny_clip_path, tmp_path, monkeypatch):
     full = str(tmp_path / "full")
     run(coop_args(toy_root, tiny_clip_path, full, epochs=3))
@@ -104,6 +106,7 @@ def test_resume_after_interruption_continues_identically(toy_root, tiny_clip_pat
     assert parse_log(os.path.join(full, "log.txt")) == parse_log(os.path.join(interrupted, logs[-1]))
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_coop_learns_on_a_tiny_problem(toy_root, tmp_path):
     """Class-specific contexts on 32 base classes: the loss falls and test accuracy beats chance (3.1%).
 
@@ -127,6 +130,7 @@ def test_coop_learns_on_a_tiny_problem(toy_root, tmp_path):
     assert acc > 2 * 100 / 32, acc
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_zeroshot_clip_eval_only_and_parse_results_reads_the_tree(toy_root, tiny_clip_path, tmp_path):
     root = tmp_path / "output" / "base2new"
     for sub, seed in (("base", 1), ("base", 2)):
@@ -178,6 +182,7 @@ def test_missing_backbone_weights_name_the_file_to_place(toy_root, tmp_path, cap
     assert "ViT-B" in err and ("place" in err or "put" in err)
 
 
+@pytest.mark.slow  # end to end, several seconds
 def test_cli_runs_as_a_script(toy_root, tiny_clip_path, tmp_path):
     out = str(tmp_path / "script")
     res = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--eval-only"]

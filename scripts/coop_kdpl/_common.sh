@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Shared options of the CoOp_KDPL scripts (sourced). Environment, besides protocols.sh's:
-#   CFG (vit_b32_ctxv1), N_CTX (4), TEACHER (KDPL's default ViT-H-14-quickgelu),
+#   N_CTX (4), TEACHER (the config's TRAINER.KDPL.TEACHER: KDPL's ViT-H-14-quickgelu, the toy teacher in the toy world),
 #   CLASS_AGNOSTIC=True with CLASSNAMES_FILE=/path/names.txt (one class name per line) and K_MAX (1000) for
 #   KDPL-CA; its runs go to folders named CoOp_KDPL-CA, as KDPL's scripts do.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/protocols.sh"
-CFG=${CFG:-vit_b32_ctxv1}
-LOADEP=${LOADEP:-50}
 KDPL_OPTS=(TRAINER.COOP.N_CTX "${N_CTX:-4}" TRAINER.COOP.CSC False TRAINER.COOP.CLASS_TOKEN_POSITION end)
 if [[ -n "${TEACHER:-}" ]]; then KDPL_OPTS+=(TRAINER.KDPL.TEACHER "$TEACHER"); fi
 if [[ "${CLASS_AGNOSTIC:-False}" == "True" ]]; then

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/coop_kdpl/base2new_test.sh DATASET SEED   (SUB=new|base, LOADEP=50; the teacher is not loaded)
+# bash scripts/coop_kdpl/base2new_test.sh DATASET SEED [KEY VALUE ...]
+# Evaluates the base2new_train.sh run on SUB=new (default) or base; LOADEP = the epoch (default: the last).
 source "$(dirname "$0")/_common.sh"
-b2n_test CoOp_KDPL "$CFG" "$1" "$2" "$LOADEP" "${KDPL_OPTS[@]}"
+need_args 2 "$@"
+b2n_test CoOp_KDPL "$(cfg_for CoOp_KDPL "$1" vit_b32_ctxv1)" "$1" "$2" "${KDPL_OPTS[@]}" "${@:3}"

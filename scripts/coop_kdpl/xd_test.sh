@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
-# bash scripts/coop_kdpl/xd_test.sh DATASET SEED   (cross-dataset targets and the ImageNet variants)
+# bash scripts/coop_kdpl/xd_test.sh DATASET SEED [KEY VALUE ...]
+# Evaluates the xd_train.sh run on DATASET (cross-dataset targets, imagenetv2/imagenet_sketch/imagenet_a/imagenet_r);
+# tables: python scripts/parse_results.py --xd|--dg $OUT.
 source "$(dirname "$0")/_common.sh"
-xd_test CoOp_KDPL "$CFG" "$1" "$2" "$LOADEP" "${KDPL_OPTS[@]}"
+need_args 2 "$@"
+xd_test CoOp_KDPL "$(cfg_for CoOp_KDPL "${SOURCE:-${DATASET:-imagenet}}" vit_b32_ctxv1)" "$1" "$2" "${KDPL_OPTS[@]}" "${@:3}"

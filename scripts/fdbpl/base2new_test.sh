@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/fdbpl/base2new_test.sh DATASET SEED [KEY VALUE ...]    (SUB=new (default) or base; LOADEP = the last epoch, 50)
-# Evaluation uses the positive prompts only and needs no RIL table.
+# bash scripts/fdbpl/base2new_test.sh DATASET SEED [KEY VALUE ...]
+# Evaluates on SUB=new (default) or base with the positive prompts only (no RIL table); LOADEP (default: the last).
 source "$(dirname "$0")/common.sh"
-b2n_test FDBPL "$CFG" "$1" "$2" "${LOADEP:-50}" "${@:3}"
+need_args 2 "$@"
+b2n_test FDBPL "$(cfg_for FDBPL "$1" vit_b32_ep50_ctxv1)" "$1" "$2" "${@:3}"

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/fdbpl/xd_test.sh DATASET SEED [KEY VALUE ...]    (cross-dataset targets and imagenetv2/imagenet_sketch/imagenet_a/imagenet_r)
+# bash scripts/fdbpl/xd_test.sh DATASET SEED [KEY VALUE ...]
+# Evaluates the xd_train.sh run on DATASET (cross-dataset targets, imagenetv2/imagenet_sketch/imagenet_a/imagenet_r).
 source "$(dirname "$0")/common.sh"
-xd_test FDBPL "$CFG" "$1" "$2" "${LOADEP:-50}" "${@:3}"
+need_args 2 "$@"
+xd_test FDBPL "$(cfg_for FDBPL "${SOURCE:-${DATASET:-imagenet}}" vit_b32_ep50_ctxv1)" "$1" "$2" "${@:3}"

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/ivlp/xd_train.sh SEED [KEY VALUE ...]   (16-shot ImageNet, all classes; CFG=vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets by default)
+# bash scripts/ivlp/xd_train.sh SEED [KEY VALUE ...]
+# Trains on all classes of the source DATASET (imagenet by default; DATASET=toyshapes in the toy world).
 source "$(dirname "$0")/../lib/protocols.sh"
-xd_train IVLP "${CFG:-vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets}" "$1" "${@:2}"
+need_args 1 "$@"
+xd_train IVLP "$(cfg_for IVLP "${DATASET:-imagenet}" vit_b32_c2_ep20_batch4_4+4ctx_cross_datasets)" "$1" "${@:2}"

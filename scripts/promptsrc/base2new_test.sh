@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/promptsrc/base2new_test.sh DATASET SEED [KEY VALUE ...]   (SUB=new|base; LOADEP = last epoch, 20)
+# bash scripts/promptsrc/base2new_test.sh DATASET SEED [KEY VALUE ...]
+# Evaluates the base2new_train.sh run on SUB=new (default) or base; LOADEP = the epoch (default: the last).
 source "$(dirname "$0")/../lib/protocols.sh"
-b2n_test PromptSRC "${CFG:-vit_b32_c2_ep20_batch4_4+4ctx}" "$1" "$2" "${LOADEP:-20}" "${@:3}"
+need_args 2 "$@"
+b2n_test PromptSRC "$(cfg_for PromptSRC "$1" vit_b32_c2_ep20_batch4_4+4ctx)" "$1" "$2" "${@:3}"

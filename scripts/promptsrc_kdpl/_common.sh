@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared options of the PromptSRC_KDPL scripts (sourced). Environment, besides protocols.sh's:
-#   CFG, LOADEP (20), TEACHER (KDPL's default ViT-H-14-quickgelu, DFN5B weights; any CLIP name or weight file).
+#   TEACHER (default: the config's TRAINER.KDPL.TEACHER, KDPL's ViT-H-14-quickgelu with DFN5B weights, or the toy
+#   teacher in the toy world; any CLIP name or weight file).
 # Class-agnostic KDPL is not supported with PromptSRC (use scripts/coop_kdpl for KDPL-CA).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/protocols.sh"
 KDPL_OPTS=()

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/promptsrc_kdpl/base2new_train.sh DATASET SEED [KEY VALUE ...]   (CFG=vit_b32_c2_ep20_batch4_4+4ctx by default; DATA, SHOTS, OUT)
+# bash scripts/promptsrc_kdpl/base2new_train.sh DATASET SEED [KEY VALUE ...]
+# Trains on the base classes. CFG, DATA, SHOTS, OUT from the environment (scripts/lib/protocols.sh).
 source "$(dirname "$0")/_common.sh"
-b2n_train PromptSRC_KDPL "${CFG:-vit_b32_c2_ep20_batch4_4+4ctx}" "$1" "$2" ${KDPL_OPTS[@]+"${KDPL_OPTS[@]}"} "${@:3}"
+need_args 2 "$@"
+b2n_train PromptSRC_KDPL "$(cfg_for PromptSRC_KDPL "$1" vit_b32_c2_ep20_batch4_4+4ctx)" "$1" "$2" ${KDPL_OPTS[@]+"${KDPL_OPTS[@]}"} "${@:3}"
