@@ -26,6 +26,7 @@ def write_csv(path, header, rows):
     """The numbers behind a picture, as CSV beside it (``header`` names the columns)."""
     import csv
 
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
