@@ -89,3 +89,20 @@ def test_missing_inputs_draw_nothing_and_bad_sweeps_name_the_key(tmp_path):
         main([str(tmp_path)])
     with pytest.raises(ConfigError, match="row 0 lacks peak_rss_bytes"):
         k_sweep_numbers({"rows": [dict(k=1, train_time_s=1, build_time_s=1, table_bytes=1, base=1, new=1, hm=1)]})
+
+
+def test_k_sweep_measures_each_child_on_its_own(tmp_path):
+    from tools.k_sweep import _run
+
+    log = str(tmp_path / "child.log")
+    script = tmp_path / "child.py"
+    script.write_text("import sys\nb = bytearray(int(sys.argv[1]) * 2**20)\nb[::4096] = b'x' * len(b[::4096])\n")
+    _, big = _run([str(script), "300"], log)
+    _, small = _run([str(script), "1"], log)
+    assert big - small > 250 * 2**20  # each child's own peak: the parent's size does not leak in
+    assert small < 200 * 2**20 < 300 * 2**20 < big
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exit 1"):
+        _run([str(script), "not-a-number"], log)
+    assert "ValueError" in open(log).read()  # the child's traceback is kept in its log

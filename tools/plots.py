@@ -172,10 +172,15 @@ def plot_k_sweep(rows, out):
         axes[3].plot(k, [r[key] for r in rows], style, label=key.upper() if key == "hm" else key)
     axes[3].set_ylabel("accuracy %")
     axes[3].legend(fontsize=7)
-    for ax in axes:
-        ax.set_xlabel("K (classes stored per crop)")
-        ax.set_xticks(k)
+    for i, ax in enumerate(axes):
+        ax.set_xlabel("K (classes stored per crop)", fontsize=8)
+        if min(k) > 0 and max(k) / min(k) >= 8:  # K spans decades (1 ... C): a log axis keeps small K readable
+            ax.set_xscale("log")
+        ax.set_xticks(k, [str(v) for v in k])
+        ax.minorticks_off()
         ax.tick_params(labelsize=7)
+        if i < 3:  # costs from zero, so run-to-run noise does not look like a trend
+            ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.1)
     fig.suptitle("FDBPL against K", fontsize=9)
     fig.tight_layout()
     csv_path = osp.splitext(out)[0] + ".csv"
