@@ -131,7 +131,7 @@ def test_command_on_toyshapes(trainer, panels, toy_root, tiny_clip_path, tmp_pat
                   f"configs/trainers/{cfg}", "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)",
                   "DATALOADER.NUM_WORKERS", "0", "DATASET.NUM_SHOTS", "1"])
     assert [os.path.basename(p) for p in paths] == ["gradcam_0.png", "gradcam_1.png", "gradcam.json"]
-    assert _png_size(paths[0]) == (240 * (1 + len(panels)), int(100 * (2.4 + 1.1)))
+    assert _png_size(paths[0]) == (240 * (1 + len(panels)), int(100 * (2.4 + 0.8)))
     record = json.load(open(paths[-1]))
     assert len(record["images"]) == 2
     first = record["images"][0]

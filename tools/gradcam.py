@@ -117,7 +117,10 @@ def draw_panels(rgb, title, panels, out, panel_inches=2.4):
     """One row: the image, then each ``(title, map [H, W])`` overlaid on it (each map scaled to its max)."""
     plt = pyplot()
     n = 1 + len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(panel_inches * n, panel_inches + 1.1), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(panel_inches * n, panel_inches + 0.8), squeeze=False)
+    # Images keep their aspect inside taller boxes: anchored at the bottom, the 0.8 in left above each holds
+    # its title (tight_layout and constrained layout both clipped 4-line titles over fixed-aspect images).
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.99, wspace=0.05)
     axes = axes[0]
     axes[0].imshow(rgb)
     axes[0].set_title(title, fontsize=8)
@@ -128,9 +131,9 @@ def draw_panels(rgb, title, panels, out, panel_inches=2.4):
         ax.imshow(cam / peak if peak > 0 else cam, cmap="jet", alpha=0.5, vmin=0, vmax=1)
         ax.set_title(name, fontsize=8)
     for ax in axes:
+        ax.set_anchor("S")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
     return save(fig, out)
 
 
