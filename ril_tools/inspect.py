@@ -127,7 +127,7 @@ def main(argv=None):
     parser.add_argument("--out", type=str, default="ril_crops.png", help="PNG file for --render")
     parser.add_argument("--seed", type=int, default=0, help="which crops --render draws")
     parser.add_argument("--summary", type=str, default="", metavar="OUT.png",
-                        help="draw a summary to OUT.png (+ its numbers in OUT.json): the first 3 images with all "
+                        help="draw a summary to OUT.png (+ its numbers in OUT.json): 3 images (spread over the table) with all "
                              "their crop boxes (colour = w, dashed = flipped) and each crop's teacher top-K as a "
                              "stacked bar, the w histogram and the teacher's top-1 class counts; needs --root")
     args = parser.parse_args(argv)

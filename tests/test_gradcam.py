@@ -143,3 +143,24 @@ def test_command_on_toyshapes(trainer, panels, toy_root, tiny_clip_path, tmp_pat
     if trainer == "FDBPL":
         s = {p["prompt"]: p["score"] for p in first["panels"]}
         assert s["pos - neg"] == pytest.approx(s["positive prompt"] - s["negative prompt"], abs=1e-4)
+
+
+def test_explicit_images_and_a_missing_one(toy_root, tiny_clip_path, tmp_path):
+    import glob
+
+    from engine.errors import ConfigError
+
+    image = sorted(glob.glob(os.path.join(toy_root, "toyshapes", "images", "*", "*.jpg")))[0]
+    opts = ["--root", toy_root, "--trainer", "ZeroshotCLIP", "--dataset-config-file",
+            "configs/datasets/toyshapes.yaml", "--config-file", "configs/trainers/CoOp/toyshapes.yaml",
+            "MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+            "DATASET.NUM_SHOTS", "1"]
+
+    def run(files):  # --images must come before the KEY VALUE options, which take the rest of the line
+        return main(["--out", str(tmp_path), "--images", *files] + opts)
+
+    paths = run([image])
+    record = json.load(open(paths[-1]))["images"][0]
+    assert record["image"] == image and record["label"] is None
+    with pytest.raises(ConfigError, match="nope.png does not exist"):
+        run([str(tmp_path / "nope.png")])

@@ -201,7 +201,8 @@ def build_parser():
     import train
 
     p = train.build_parser()
-    p.description = __doc__.split("\n")[0]
+    p.description = __doc__  # the panels and the ViT/ResNet variant are explained there
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--out", default="output/gradcam", help="folder for gradcam_<i>.png and gradcam.json")
     p.add_argument("--images", nargs="+", default=None, help="image files (default: test images)")
     p.add_argument("--num-images", type=int, default=4, help="test images of distinct classes (without --images)")
