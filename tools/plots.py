@@ -155,7 +155,7 @@ def k_sweep_numbers(sweep, source="k_sweep.json"):
     return sorted(rows, key=lambda r: r["k"])
 
 
-def plot_k_sweep(rows, out):
+def plot_k_sweep(rows, out, settings=None):
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
     k = [r["k"] for r in rows]
@@ -181,7 +181,10 @@ def plot_k_sweep(rows, out):
         ax.tick_params(labelsize=7)
         if i < 3:  # costs from zero, so run-to-run noise does not look like a trend
             ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.1)
-    fig.suptitle("FDBPL against K", fontsize=9)
+    detail = ", ".join(f"{key} {settings[key]}" for key in ("shots", "crops", "epochs", "seed") if key in settings) \
+        if settings else ""
+    fig.suptitle(f"FDBPL against K ({detail + '; ' if detail else ''}wall times and memory of this machine)",
+                 fontsize=9)
     fig.tight_layout()
     csv_path = osp.splitext(out)[0] + ".csv"
     write_csv(csv_path, list(K_SWEEP_KEYS), [[r[key] for key in K_SWEEP_KEYS] for r in rows])
@@ -201,7 +204,9 @@ def write_figures(output_root, out_dir, shots=None):
             paths += plot_train_time(times, osp.join(out_dir, "fig8_train_time.png"))
     sweep_file = osp.join(output_root, "k_sweep.json")
     if osp.isfile(sweep_file):
-        paths += plot_k_sweep(k_sweep_numbers(read_json(sweep_file), sweep_file), osp.join(out_dir, "fig9_k_sweep.png"))
+        sweep = read_json(sweep_file)
+        paths += plot_k_sweep(k_sweep_numbers(sweep, sweep_file), osp.join(out_dir, "fig9_k_sweep.png"),
+                              sweep.get("settings") if isinstance(sweep, dict) else None)
     return paths
 
 
