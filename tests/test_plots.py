@@ -72,6 +72,7 @@ def test_write_figures_pngs_and_the_numbers_beside_them(tmp_path):
     assert _size(paths[0]) == (540, 380)  # 3 methods: max(5, 1.3 * 3 + 1.5) x 3.8 in at 100 dpi
     assert _size(paths[2]) == (480, 360)  # 3 bars: 1.1 * 3 + 1.5 = 4.8 in
     assert _size(paths[4]) == (1300, 330)
+    assert not any("curves_" in n for n in names)  # the hand-written runs have no TensorBoard events
     t2 = {r["method"]: r for r in _csv(paths[1])}
     assert float(t2["FDBPL"]["base"]) == 90.0 and float(t2["FDBPL"]["new"]) == 80.0
     f8 = {r["name"]: r for r in _csv(paths[3])}
@@ -79,6 +80,15 @@ def test_write_figures_pngs_and_the_numbers_beside_them(tmp_path):
     assert f8["RIL table build"]["kind"] == "one-off" and float(f8["RIL table build"]["median_s"]) == 30.0
     f9 = _csv(paths[5])
     assert [int(r["k"]) for r in f9] == [1, 5, 10] and float(f9[2]["train_time_s"]) == 11.0
+
+
+def test_write_figures_adds_curves_of_runs_with_events(tmp_path):
+    from tests.test_curves import _fake_run
+
+    root = _tree(tmp_path / "run")
+    _fake_run(os.path.join(root, "base2new", "train_base", "toy", "shots_16", "FDBPL", "cfg", "seed1"))
+    names = [os.path.basename(p) for p in write_figures(root, str(tmp_path / "fig"))]
+    assert "curves_toy_shots_16_FDBPL_cfg.png" in names and "curves_toy_shots_16_FDBPL_cfg.csv" in names
 
 
 def test_missing_inputs_draw_nothing_and_bad_sweeps_name_the_key(tmp_path):

@@ -15,6 +15,9 @@
   "base", "new", "hm"}, ...]}``, written by ``python -m tools.k_sweep``) -> ``fig9_k_sweep.png``: training
   and build time, table size, peak memory and accuracy against K.
 
+* ``base2new/train_base/.../seed*/tensorboard/`` -> ``curves_<dataset>_shots_<S>_<method>_<cfg>.png`` per method
+  over its seeds (:mod:`tools.curves`).
+
 Each PNG has a CSV of the numbers drawn beside it (same stem). :func:`write_figures` is the entry point for
 other scripts (the demo).
 """
@@ -202,6 +205,11 @@ def write_figures(output_root, out_dir, shots=None):
         times = train_time_numbers(read_json(timing_file))
         if times:
             paths += plot_train_time(times, osp.join(out_dir, "fig8_train_time.png"))
+    train_tree = osp.join(_base2new_root(output_root), "train_base")
+    if osp.isdir(train_tree):  # training curves per method (tools.curves), from the runs' TensorBoard events
+        from tools.curves import write_method_curves
+
+        paths += write_method_curves(train_tree, out_dir)
     sweep_file = osp.join(output_root, "k_sweep.json")
     if osp.isfile(sweep_file):
         sweep = read_json(sweep_file)
