@@ -65,9 +65,10 @@ def _draw_boxes(ax, image, entry, cmap):
     from matplotlib.patches import Rectangle
 
     ax.imshow(np.asarray(image))
+    lw = 1.0 if len(entry["w"]) <= 16 else 0.5  # dozens of boxes: thin lines keep the image visible
     for box, flipped, w in zip(entry["box"], entry["flipped"], entry["w"]):
         top, left, h, wd = fmt.crop_box_pixels(np.asarray(box), image.height, image.width).tolist()
-        ax.add_patch(Rectangle((left - 0.5, top - 0.5), wd, h, fill=False, lw=1.0, color=cmap(w),
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), wd, h, fill=False, lw=lw, color=cmap(w),
                                ls="--" if flipped else "-"))
     ax.set_xticks([])
     ax.set_yticks([])
