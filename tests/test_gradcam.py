@@ -164,3 +164,16 @@ def test_explicit_images_and_a_missing_one(toy_root, tiny_clip_path, tmp_path):
     assert record["image"] == image and record["label"] is None
     with pytest.raises(ConfigError, match="nope.png does not exist"):
         run([str(tmp_path / "nope.png")])
+
+
+def test_vision_prompts_are_not_part_of_the_grid():
+    """IVLP/PromptSRC append vision prompt tokens after the patches; the map must hold the 16 patches only."""
+    clip, _ = build_tiny_clip(image_size=32, patch_size=8, vision_layers=2)
+    enc = ImageEncoder(clip)
+    prompts = torch.full((3, 64), 7.0)
+    with ActivationCapture(clip.visual) as cap:
+        enc(torch.randn(1, 3, 32, 32), vision_prompts=prompts)
+    assert cap.activation.shape == (1, 1 + 16 + 3, 64)
+    grid = cap.as_map(cap.activation)
+    assert grid.shape == (1, 64, 4, 4)
+    assert torch.equal(grid[0, :, 3, 3], cap.activation[0, 16].detach())  # last patch, not a prompt token
