@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tools.cam import ActivationCapture, cams_for_scores, grad_cam
+from tools.cam import ActivationCapture, cams_for_scores, grad_cam, token_cam
 from tools.gradcam import PromptModel, explain, main
 from trainers.base import normalize
 from trainers.clip_backend import build_tiny_clip
@@ -70,15 +70,17 @@ def _object_world():
     return clip, image
 
 
-def test_an_object_on_a_flat_background_gets_the_mass():
+@pytest.mark.parametrize("variant", ["token", "gradcam"])
+def test_an_object_on_a_flat_background_gets_the_mass(variant):
     clip, image = _object_world()
     enc = ImageEncoder(clip)
     feats = lambda x: normalize(enc(x))  # noqa: E731
     found = 0
-    for seed in range(4):  # either t or -t makes the object's weight positive (it cannot be 0 for both)
+    # either t or -t gives the object a positive value (flipping the score flips the gradient), unless it is 0
+    for seed in range(4):
         t = _random_text(1, 32, seed=seed)[0]
         for sign in (1.0, -1.0):
-            res = cams_for_scores(clip.visual, feats, image, {"s": lambda f, t=t, sign=sign: sign * (f @ t)})
+            res = cams_for_scores(clip.visual, feats, image, {"s": lambda f, t=t, sign=sign: sign * (f @ t)}, variant)
             grid = res.grid_maps["s"][0]
             obj = torch.zeros(4, 4, dtype=torch.bool)
             obj[0:2, 2] = True
@@ -112,6 +114,7 @@ def test_grad_cam_formula_on_a_known_case():
     act = torch.tensor([[[[1.0, 2.0]], [[3.0, -4.0]]]])  # [1, 2 channels, 1, 2]
     grad = torch.tensor([[[[1.0, 1.0]], [[-1.0, 0.0]]]])  # channel weights 1 and -0.5
     assert torch.allclose(grad_cam(act, grad), torch.tensor([[[0.0, 4.0]]]))  # relu(1-1.5)=0, relu(2+2)=4
+    assert torch.allclose(token_cam(act, grad), torch.tensor([[[0.0, 2.0]]]))  # relu(1-3)=0, relu(2+0)=2
 
 
 def _png_size(path):
@@ -133,7 +136,7 @@ def test_command_on_toyshapes(trainer, panels, toy_root, tiny_clip_path, tmp_pat
     assert [os.path.basename(p) for p in paths] == ["gradcam_0.png", "gradcam_1.png", "gradcam.json"]
     assert _png_size(paths[0]) == (240 * (1 + len(panels)), int(100 * (2.4 + 0.8)))
     record = json.load(open(paths[-1]))
-    assert len(record["images"]) == 2
+    assert len(record["images"]) == 2 and record["variant"] == "token"  # the ViT default
     first = record["images"][0]
     assert [p["prompt"] for p in first["panels"]] == panels
     assert first["label"] != record["images"][1]["label"]  # distinct classes picked

@@ -2,14 +2,20 @@
 
 Which activations are used:
 
-* **ViT** (token-gradient Grad-CAM): the patch tokens *entering* the last transformer block, i.e. the
-  residual stream after block L-1. The tokens leaving the last block cannot be used: CLIP pools the class
-  token only, so the patch tokens there get zero gradient; entering the last block, they reach the class
-  token through that block's attention. The ``h x w`` patch tokens (class token and any appended vision
-  prompts dropped) are laid out on the patch grid as a ``[W, h, w]`` activation map, and Grad-CAM proper is
-  applied: channel weights = gradient of the score averaged over the patch tokens, map = ReLU of the
-  weighted sum of channels. (This is the ``reshape_transform`` recipe for ViTs, not attention rollout.)
-* **ResNet** (classic Grad-CAM): the output of the last conv stage ``visual.layer4``.
+* **ViT**: the patch tokens *entering* the last transformer block, i.e. the residual stream after block
+  L-1. The tokens leaving the last block cannot be used: CLIP pools the class token only, so the patch tokens
+  there get zero gradient; entering the last block, they reach the class token through that block's
+  attention. The ``h x w`` patch tokens (class token and any appended vision prompts dropped) are laid out
+  on the patch grid as a ``[W, h, w]`` map.
+* **ResNet**: the output of the last conv stage ``visual.layer4``.
+
+How a map is made from activation ``A`` and the score's gradient ``G`` (both ``[C, h, w]``), ``variant``:
+
+* ``"token"`` (default for ViTs, the token-gradient variant): ``ReLU(sum_c G[c, p] * A[c, p])`` at each
+  token ``p``: every token weighted by its own gradient. On the toy student it put 2-3x more of the map on
+  the object than ``"gradcam"`` did (a spread-out score gradient averages away in channel means);
+* ``"gradcam"`` (default for ResNets, Selvaraju et al.): channel weights ``mean_p G[c, p]``, map
+  ``ReLU(sum_c weight[c] * A[c, p])``.
 
 Both are captured by a hook that hands the encoder a detached copy of the activation which requires grad,
 so gradients exist although every CLIP weight is frozen and the input image needs none.
@@ -23,7 +29,7 @@ import torch.nn.functional as F
 
 from engine.errors import ConfigError
 
-__all__ = ["ActivationCapture", "CamResult", "grad_cam", "cams_for_scores"]
+__all__ = ["ActivationCapture", "CamResult", "grad_cam", "token_cam", "VARIANTS", "cams_for_scores"]
 
 
 class CamResult(NamedTuple):
@@ -96,14 +102,28 @@ def grad_cam(activation, gradient):
     return torch.relu((weights * activation).sum(dim=1))
 
 
-def cams_for_scores(visual, image_features, images, score_fns):
+def token_cam(activation, gradient):
+    """Each position weighted by its own gradient: ``ReLU(sum_c G * A)`` ``[B, h, w]``."""
+    return torch.relu((gradient * activation).sum(dim=1))
+
+
+VARIANTS = {"token": token_cam, "gradcam": grad_cam}
+
+
+def cams_for_scores(visual, image_features, images, score_fns, variant=None):
     """Grad-CAM maps at the image's size for several scores of one forward pass.
 
     ``image_features``: callable ``images -> [B, E]`` that runs ``visual``; ``score_fns``: ``{name: callable
     features [B, E] -> scores [B]}`` (each image's own score; images do not interact). Returns
-    a :class:`CamResult` (maps are float and >= 0).
+    a :class:`CamResult` (maps are float and >= 0). ``variant``: a key of :data:`VARIANTS`; None = ``"token"``
+    for a ViT, ``"gradcam"`` for a ResNet.
     """
-    with ActivationCapture(visual) as cap, torch.enable_grad():
+    cap = ActivationCapture(visual)
+    variant = variant or ("token" if cap.is_vit else "gradcam")
+    if variant not in VARIANTS:
+        raise ConfigError(f"Grad-CAM variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    make_map = VARIANTS[variant]
+    with cap, torch.enable_grad():
         feats = image_features(images)
         if cap.activation is None:
             raise ConfigError("the image tower ran without reaching its last block; cannot take Grad-CAM")
@@ -113,7 +133,7 @@ def cams_for_scores(visual, image_features, images, score_fns):
         for i, name in enumerate(names):
             score = score_fns[name](feats)
             (grad,) = torch.autograd.grad(score.sum(), cap.activation, retain_graph=i < len(names) - 1)
-            cam = grad_cam(acts.detach(), cap.as_map(grad).float())
+            cam = make_map(acts.detach(), cap.as_map(grad).float())
             grid_maps[name] = cam.detach()
             maps[name] = F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear",
                                        align_corners=False)[:, 0].clamp_min(0)

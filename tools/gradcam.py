@@ -16,8 +16,9 @@ label and the top-3 prediction, then one map per prompt set for the predicted cl
   ``s_pos(c) - s_neg(c)``: what makes the image the class rather than "no" class; paper Figure 11 C).
 
 A score is ``logit_scale * cos(image feature, text feature of c)``. Maps are Grad-CAM of that score (ViT: the
-token-gradient variant on the patch tokens entering the last block; ResNet: the last conv stage; see
-:mod:`tools.cam`), each panel scaled to its own maximum for display. ``gradcam.json`` beside the PNGs holds
+token-gradient variant on the patch tokens entering the last block; ResNet: classic Grad-CAM on the last conv
+stage; ``--cam-variant`` picks either for both; see :mod:`tools.cam`), each panel scaled to its own maximum
+for display. ``gradcam.json`` beside the PNGs holds
 every score and each map on the activation grid (unscaled).
 """
 
@@ -31,7 +32,7 @@ import torch
 
 from engine.errors import ConfigError
 from trainers.base import normalize
-from tools.cam import cams_for_scores
+from tools.cam import VARIANTS, ActivationCapture, cams_for_scores
 from tools.mpl import pyplot, save
 
 __all__ = ["PromptModel", "prompt_model", "explain", "draw_panels", "main"]
@@ -81,7 +82,11 @@ def prompt_model(trainer):
                       f"zero-shot text features; Grad-CAM does not know how to read its prompts")
 
 
-def explain(pm, images):
+def default_variant(visual):
+    return "token" if ActivationCapture(visual).is_vit else "gradcam"
+
+
+def explain(pm, images, variant=None):
     """Predictions, scores and Grad-CAM maps of ``images`` [B, 3, H, W] (normalised as the model expects).
 
     Returns ``(result, predicted [B], probabilities [B, C])`` with ``result`` a :class:`tools.cam.CamResult`
@@ -101,7 +106,7 @@ def explain(pm, images):
     if pm.difference:
         p, n = (pm.text_sets[k] for k in pm.difference)
         fns[DIFFERENCE] = score_of(p - n)  # linear in the text feature: s_pos(c) - s_neg(c)
-    result = cams_for_scores(pm.visual, pm.image_features, images, fns)
+    result = cams_for_scores(pm.visual, pm.image_features, images, fns, variant)
     return result, predicted.cpu(), logits.softmax(1).cpu()
 
 
@@ -141,9 +146,10 @@ def _short(name, width=18):
     return name if len(name) <= width else name[:width - 1] + "."
 
 
-def render(pm, cfg, images, labels, out_dir, sources=None):
+def render(pm, cfg, images, labels, out_dir, sources=None, variant=None):
     """Write ``gradcam_<i>.png`` per image and ``gradcam.json``; returns the list of paths written."""
-    result, predicted, probs = explain(pm, images)
+    variant = variant or default_variant(pm.visual)
+    result, predicted, probs = explain(pm, images, variant)
     names = pm.classnames
     records, paths = [], []
     for i in range(len(images)):
@@ -168,7 +174,8 @@ def render(pm, cfg, images, labels, out_dir, sources=None):
     from engine.utils import write_json
 
     json_path = osp.join(out_dir, "gradcam.json")
-    write_json({"method": pm.method, "logit_scale": pm.logit_scale, "images": records}, json_path)
+    write_json({"method": pm.method, "variant": variant, "logit_scale": pm.logit_scale, "images": records},
+               json_path)
     return paths + [json_path]
 
 
@@ -206,6 +213,9 @@ def build_parser():
     p.add_argument("--out", default="output/gradcam", help="folder for gradcam_<i>.png and gradcam.json")
     p.add_argument("--images", nargs="+", default=None, help="image files (default: test images)")
     p.add_argument("--num-images", type=int, default=4, help="test images of distinct classes (without --images)")
+    p.add_argument("--cam-variant", choices=sorted(VARIANTS), default=None,
+                   help="token: each token weighted by its own gradient (ViT default); gradcam: channel weights = "
+                        "mean gradient (ResNet default)")
     return p
 
 
@@ -230,7 +240,7 @@ def main(argv=None):
         images, labels, sources = load_images(trainer, args.images)
     else:
         images, labels, sources = pick_test_images(trainer, args.num_images)
-    paths = render(prompt_model(trainer), cfg, images, labels, args.out, sources)
+    paths = render(prompt_model(trainer), cfg, images, labels, args.out, sources, args.cam_variant)
     for path in paths:
         print(f"wrote {path}")
     return paths
