@@ -2,6 +2,7 @@
 
     python -m ril_tools.inspect TABLE
     python -m ril_tools.inspect TABLE --render 16 --root DATA --out grid.png
+    python -m ril_tools.inspect TABLE --summary summary.png --root DATA
 """
 
 import argparse
@@ -125,6 +126,10 @@ def main(argv=None):
     parser.add_argument("--root", type=str, default="", help="dataset root (for --render)")
     parser.add_argument("--out", type=str, default="ril_crops.png", help="PNG file for --render")
     parser.add_argument("--seed", type=int, default=0, help="which crops --render draws")
+    parser.add_argument("--summary", type=str, default="", metavar="OUT.png",
+                        help="draw a summary to OUT.png (+ its numbers in OUT.json): 3 images (spread over the table) with all "
+                             "their crop boxes (colour = w, dashed = flipped) and each crop's teacher top-K as a "
+                             "stacked bar, the w histogram and the teacher's top-1 class counts; needs --root")
     args = parser.parse_args(argv)
     table = RilTable.open(args.table, verify="size")
     print("\n".join(summary_lines(table)))
@@ -132,6 +137,12 @@ def main(argv=None):
         if not args.root:
             raise RilError("--render needs --root (the dataset root the table was built from)")
         print(f"wrote {render_grid(table, args.root, args.out, args.render, args.seed)}")
+    if args.summary:
+        if not args.root:
+            raise RilError("--summary needs --root (the dataset root the table was built from)")
+        from ril_tools.render import render_summary  # matplotlib is imported only when drawing
+
+        print("wrote " + " and ".join(render_summary(table, args.root, args.summary, seed=args.seed)))
 
 
 def cli(argv=None):
