@@ -42,6 +42,7 @@ from engine.cli import run_cli  # noqa: E402
 from engine.results import harmonic_mean, parse_log  # noqa: E402
 from engine.utils import read_json, write_json  # noqa: E402
 from scripts.demo_progress import StepLine  # noqa: E402
+from tools.plots import write_figures  # noqa: E402
 
 TOY_MODELS = {"teacher": "models/toy_teacher.pt", "student": "models/toy_student.pt"}
 # method shown in the tables -> (trainer, config under configs/trainers/)
@@ -349,6 +350,9 @@ def main(argv=None):
     demo.train_methods()
     rows = demo.agreement()
     demo.report(rows)
+    figures = write_figures(args.out, osp.join(args.out, "figures"))
+    print("\nFigures (the numbers are in the CSV beside each): "
+          + ", ".join(p for p in figures if p.endswith(".png")))
     total = time.time() - start
     print(f"\nTotal demo time: {total:.0f} s ({total / 60:.1f} min)")
 

@@ -24,6 +24,10 @@ def test_quick_demo_prints_all_tables_and_resumes(tmp_path):
     train_log = tmp_path / "out_quick/base2new/train_base/toyshapes/shots_4/CoOp/toyshapes/seed0/log.txt"
     assert f"(log: {train_log})" in first.stdout and "Finish training" in train_log.read_text()
     assert "Total demo time:" in first.stdout
+    figures = tmp_path / "out_quick/figures"
+    assert f"{figures / 'table2_base_new_hm.png'}" in first.stdout
+    for name in ("table2_base_new_hm.png", "table2_base_new_hm.csv", "fig8_train_time.png"):
+        assert (figures / name).is_file(), name
     for heading in ("(a) Base-to-new", "(b) Training wall time", "KDPL / FDBPL", "(c) RIL table",
                     "(d) How much of the teacher"):
         assert heading in first.stdout, heading
