@@ -96,17 +96,30 @@ def replay_crop(image, box, flip, size, interpolation):
     return TF.hflip(out) if flip else out
 
 
+def replay_tensor(image, box, flags, size, interpolation, mean, std):
+    """The normalised float [3, H, W] crop of a PIL image for a stored record's normalised ``box`` and
+    ``flags``: what training feeds the image encoder, and what ``ril_tools.student_features`` encodes."""
+    pixel_box = fmt.crop_box_pixels(box, image.height, image.width)
+    flip = bool(int(flags) & fmt.FLAG_HFLIP)
+    pixels = TF.to_tensor(replay_crop(image, pixel_box, flip, size, interpolation))
+    return TF.normalize(pixels, mean, std)
+
+
 class RilReplayDataset(Dataset):
     """Item ``epoch * N + n`` -> the table's crop m(epoch, n) of ``data_source[n]`` with its sparse label.
 
-    Returns a dict: ``img`` float [3, H, W] (normalised), ``ril_idx`` int64 [K], ``ril_logp`` float32 [K],
+    Returns a dict: ``img`` float [3, H, W] (normalised; or, with cached ``features``, ``feat`` float32 [E],
+    the stored L2-normalised student feature of the same crop), ``ril_idx`` int64 [K], ``ril_logp`` float32 [K],
     ``w`` float32, ``label`` (the dataset's hard label, unused by the loss), ``domain``, ``impath``,
     ``index`` (n), ``epoch``, ``crop`` (m).
     """
 
-    def __init__(self, cfg, data_source, table, schedule_seed):
+    def __init__(self, cfg, data_source, table, schedule_seed, features=None):
         self.data_source = list(data_source)
         self.table = table
+        # cached student features [num_images * M, E] (ril_tools.student_features): served as ``feat``
+        # instead of decoding and cutting the image
+        self.features = features
         self.schedule_seed = int(schedule_seed)
         relpaths = [relpath_of(item.impath, cfg.DATASET.ROOT) for item in self.data_source]
         self.image_ids = table.image_ids(relpaths)
@@ -144,12 +157,15 @@ class RilReplayDataset(Dataset):
         image_id = int(self.image_ids[n])
         crop = int(self.crop_ids(epoch, [n])[0])
         rec = self.table.fetch([image_id], [crop])
-        image = self._read(item.impath, image_id)
-        box = fmt.crop_box_pixels(rec["box"][0], image.height, image.width)
-        flip = bool(rec["flags"][0] & fmt.FLAG_HFLIP)
-        pixels = TF.to_tensor(replay_crop(image, box, flip, self.size, self.interpolation))
+        if self.features is not None:
+            pixels = {"feat": torch.from_numpy(np.array(self.features[image_id * self.num_crops + crop],
+                                                        dtype=np.float32))}
+        else:
+            image = self._read(item.impath, image_id)
+            pixels = {"img": replay_tensor(image, rec["box"][0], rec["flags"][0], self.size, self.interpolation,
+                                           self.mean, self.std)}
         return {
-            "img": TF.normalize(pixels, self.mean, self.std),
+            **pixels,
             "ril_idx": torch.from_numpy(rec["indices"][0]),
             "ril_logp": torch.from_numpy(rec["logprobs"][0]),
             "w": torch.tensor(rec["weight"][0], dtype=torch.float32),
@@ -181,13 +197,13 @@ def _one_line_loader_class():
     return RilLoader
 
 
-def build_ril_loader(cfg, data_source, table, seed):
+def build_ril_loader(cfg, data_source, table, seed, features=None):
     """The FDBPL training loader: :class:`RilReplayDataset` + :class:`EpochSampler` (``seed`` drives both).
 
     ``DATALOADER.TRAIN_X.SAMPLER SequentialSampler`` keeps the image order fixed; anything else shuffles.
     The last partial batch is kept (no few-shot image is skipped).
     """
-    dataset = RilReplayDataset(cfg, data_source, table, seed)
+    dataset = RilReplayDataset(cfg, data_source, table, seed, features)
     shuffle = cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler"
     workers = int(cfg.DATALOADER.NUM_WORKERS)
     return _one_line_loader_class()(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
