@@ -81,8 +81,9 @@ def _records(state, dtype):
 class RankBuilder:
     """Builds the pending images of one rank into its writer."""
 
-    def __init__(self, writer, paths, image_ids, teacher, crop, seed, k, batch_size, device, workers=0):
-        self.writer, self.paths, self.image_ids = writer, list(paths), np.asarray(image_ids)
+    def __init__(self, writer, paths, image_keys, teacher, crop, seed, k, batch_size, device, workers=0):
+        # image_keys[local]: the key the crops are drawn with (ril_tools.crops.image_keys, or ids for scheme v1)
+        self.writer, self.paths, self.image_keys = writer, list(paths), np.asarray(image_keys)
         self.teacher, self.crop, self.seed, self.k = teacher, crop, int(seed), int(k)
         self.batch_size, self.device, self.workers = int(batch_size), torch.device(device), int(workers)
         self.num_crops = writer.num_crops
@@ -105,8 +106,7 @@ class RankBuilder:
         self.writer.commit()
 
     def _add(self, local, image, digest=0):
-        image_id = int(self.image_ids[local])
-        boxes, flips = sample_crops(self.seed, image_id, image.shape[1], image.shape[2], self.num_crops,
+        boxes, flips = sample_crops(self.seed, int(self.image_keys[local]), image.shape[1], image.shape[2], self.num_crops,
                                     self.crop["scale"], self.crop["ratio"], self.crop["flip_p"])
         state = _ImageState(local, image.float(), boxes, flips, self.num_crops, self.k, digest)  # converted once
         self.queue.append(state)

@@ -1,6 +1,6 @@
 """FDBPL's training data: replay of the crops stored in an RIL table.
 
-For epoch ``e`` and training image ``n`` the loader serves crop ``m(e, n) = crop_schedule(seed, e, id(n), M)``
+For epoch ``e`` and training image ``n`` the loader serves crop ``m(e, n) = crop_schedule(seed, e, key(n), M)``
 of the table: the image is decoded, cut with the stored box (``ril_tools.format.crop_box_pixels``), resized
 to ``INPUT.SIZE`` with ``INPUT.INTERPOLATION``, flipped if the record says so (resize then flip, the order
 the build used), and normalised with ``INPUT.PIXEL_MEAN/STD``. Each item also carries the record's sparse
@@ -148,8 +148,10 @@ class RilReplayDataset(Dataset):
         return len(self.data_source)
 
     def crop_ids(self, epoch, positions):
-        """The crop ids m(epoch, n) for image positions ``positions`` (int64 [B])."""
-        return crop_schedule(self.schedule_seed, epoch, self.image_ids[np.asarray(positions)], self.num_crops)
+        """The crop ids m(epoch, n) for image positions ``positions`` (int64 [B]); keyed by the image's path
+        (``RilTable.crop_keys``), so a run's schedule is the same from any table that holds its images."""
+        keys = self.table.crop_keys(self.image_ids[np.asarray(positions)])
+        return crop_schedule(self.schedule_seed, epoch, keys, self.num_crops)
 
     def __getitem__(self, idx):
         epoch, n = divmod(int(idx), len(self.data_source))
@@ -285,17 +287,27 @@ def _table_problems(table, cfg, classnames, image_list):
         diff = _list_difference("teacher prompts", table.manifest["prompts"], prompts)
         if diff:
             problems.append(diff + " (the table's teacher read other prompt strings than this run's classes give)")
-    # the ordered lists themselves (image id = position), not an order-blind fingerprint
-    diff = _list_difference("training images", table.relpaths, image_list["relpaths"])
-    if diff:
-        problems.append(diff)
+    # A table may hold more images than the run (one table for many few-shot subsets): every training image
+    # must be in it. Crops are keyed by the image's path (ril_tools.crops), so the extra images change nothing.
+    ids = {p: i for i, p in enumerate(table.relpaths)}
+    missing = [p for p in image_list["relpaths"] if p not in ids]
+    if missing:
+        problems.append(f"{len(missing)} of this run's {len(image_list['relpaths'])} training images are not in "
+                        f"the table (e.g. image {missing[0]!r})")
     else:
+        # the table's images must be in the run's (sorted) order: image id = position, and the records of id i
+        # are the crops of the image at position i
+        runset = set(image_list["relpaths"])
+        diff = _list_difference("training images", [p for p in table.relpaths if p in runset],
+                                image_list["relpaths"])
+        if diff:
+            problems.append(diff)
         sizes = table.manifest["dataset"]["file_sizes"]
-        changed = [i for i, (a, b) in enumerate(zip(sizes, image_list["file_sizes"])) if a != b]
+        changed = [(p, s) for p, s in zip(image_list["relpaths"], image_list["file_sizes"]) if sizes[ids[p]] != s]
         if changed:
-            i = changed[0]
-            problems.append(f"{len(changed)} training image files differ in size (e.g. {table.relpaths[i]!r}: "
-                            f"{sizes[i]} bytes in the table, {image_list['file_sizes'][i]} now; were images replaced?)")
+            p, s = changed[0]
+            problems.append(f"{len(changed)} training image files differ in size (e.g. {p!r}: "
+                            f"{sizes[ids[p]]} bytes in the table, {s} now; were images replaced?)")
     mode, num_classes = cfg.TRAINER.FDBPL.LABEL_MODE, len(classnames)
     if mode == "full" and table.k != num_classes:
         problems.append(f"LABEL_MODE full needs all {num_classes} classes stored but the table keeps top-K={table.k}")
@@ -356,9 +368,14 @@ def open_ril_table(cfg, items, classnames):
     if cfg.TRAINER.FDBPL.LABEL_MODE not in LABEL_MODES:
         raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {cfg.TRAINER.FDBPL.LABEL_MODE!r} is not one of "
                           f"{', '.join(LABEL_MODES)}")
-    problems = _table_problems(table, cfg, classnames, training_image_list(items, cfg.DATASET.ROOT))
+    image_list = training_image_list(items, cfg.DATASET.ROOT)
+    problems = _table_problems(table, cfg, classnames, image_list)
     if problems:
         raise RilError(f"RIL table {path} does not match this run: {'; '.join(problems)}; point "
-                       f"TRAINER.FDBPL.RIL_DIR at the table built for this run, or rebuild it with: "
+                       f"TRAINER.FDBPL.RIL_DIR at a table that holds this run's images, or rebuild it with: "
                        f"{rebuild_command(cfg, path, table.manifest)}")
+    info = table.manifest.get("dataset", {})
+    print(f"RIL table {path}: this run ({cfg.DATASET.NAME} NUM_SHOTS {cfg.DATASET.NUM_SHOTS} seed {cfg.SEED}) "
+          f"trains on {len(image_list['relpaths'])} of its {table.num_images} images (table built for shots "
+          f"{info.get('shots', info.get('num_shots'))}, seeds {info.get('seeds', info.get('few_shot_seed'))})")
     return table
