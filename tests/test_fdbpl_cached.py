@@ -137,6 +137,11 @@ def test_missing_or_damaged_features_are_refused(world, cached_tables, tmp_path)
         f.write(np.float16(7.0).tobytes())
     with pytest.raises(RilError, match="do not match their checksum"):
         make_trainer(world, str(tmp_path / "b"), table, "TRAINER.FDBPL.CACHED_FEATURES", "True")
+    from ril_tools.verify import verify_table
+
+    verify_table(cached_tables["float16"])  # python -m ril_tools.verify covers the feature file too
+    with pytest.raises(RilError, match="do not match their checksum"):
+        verify_table(table)
     from ril_tools.student_features import check_feature_values
 
     feats[3, 0] = np.nan
