@@ -83,10 +83,11 @@ def find_entry(manifest, key, table_path, command_hint):
                    "TRAINER.FDBPL.CACHED_FEATURES False")
 
 
-def open_features(table, key, command_hint, verify=True):
-    """Read-only map [num_images * M, E] of the features for ``key``, checked (tag, shape, dtype, checksum,
-    finite, unit norm)."""
-    from ril_tools.reader import map_npy
+def open_features(table, key, command_hint, verify="auto"):
+    """Read-only map [num_images * M, E] of the features for ``key``, checked (tag, shape, dtype; with
+    ``verify`` True, or "auto" for files up to the reader's AUTO_VERIFY_BYTES, also the checksum and every
+    row finite with unit norm; larger files are checked row by row as training reads them)."""
+    from ril_tools.reader import AUTO_VERIFY_BYTES, map_npy
 
     entry = find_entry(table.manifest, key, table.path, command_hint)
     path = os.path.join(table.path, str(entry.get("file")))
@@ -98,9 +99,10 @@ def open_features(table, key, command_hint, verify=True):
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
         raise RilError(f"{path}: manifest student_features dim {dim!r} is not an integer >= 1; recompute it "
                        f"with {command_hint}")
-    feats = map_npy(path, "RIL student features", populate=True, dtype=np.dtype(entry["dtype"]).newbyteorder("<"),
+    small = rows * dim * np.dtype(entry["dtype"]).itemsize <= AUTO_VERIFY_BYTES
+    feats = map_npy(path, "RIL student features", populate=small, dtype=np.dtype(entry["dtype"]).newbyteorder("<"),
                     shape=(rows, dim), tag=integrity.part_tag(entry.get("part_id")))
-    if verify:
+    if verify is True or (verify == "auto" and small):
         if fmt.checksum_file(path) != entry.get("checksum"):
             raise RilError(f"RIL student features {path} do not match their checksum (corrupt or modified); "
                            f"recompute them with {command_hint}")

@@ -74,7 +74,7 @@ def check_student_features(table):
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), dict):
             raise RilError(f"{table.path}: a student_features entry has no key; recompute the features")
-        open_features(table, entry["key"], "python -m ril_tools.student_features --table " + table.path)
+        open_features(table, entry["key"], "python -m ril_tools.student_features --table " + table.path, verify=True)
     return len(entries)
 
 

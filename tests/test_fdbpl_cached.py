@@ -91,6 +91,10 @@ def test_cached_step_runs_no_image_encoder_and_reads_no_image(world, cached_tabl
     trainer.before_epoch()
     got = trainer.forward_backward(next(iter(trainer.train_loader_x)))
     assert np.isfinite(got["loss"])
+    dataset = trainer.train_loader_x.dataset  # a feature row read in training is checked (large files are
+    dataset.features = np.full_like(np.asarray(dataset.features), np.nan)  # not scanned at open)
+    with pytest.raises(RilError, match="cached student feature of image .* is not finite"):
+        dataset[0]
 
 
 def test_stored_features_equal_the_encoded_replay(world, cached_tables, tmp_path):

@@ -160,8 +160,11 @@ class RilReplayDataset(Dataset):
         crop = int(self.crop_ids(epoch, [n])[0])
         rec = self.table.fetch([image_id], [crop])
         if self.features is not None:
-            pixels = {"feat": torch.from_numpy(np.array(self.features[image_id * self.num_crops + crop],
-                                                        dtype=np.float32))}
+            row = np.array(self.features[image_id * self.num_crops + crop], dtype=np.float32)
+            if not np.isfinite(row).all():  # large feature files are not scanned at open: check what is read
+                raise RilError(f"RIL table {self.table.path}: cached student feature of image {item.impath} crop "
+                               f"{crop} is not finite; recompute the features (python -m ril_tools.student_features)")
+            pixels = {"feat": torch.from_numpy(row)}
         else:
             image = self._read(item.impath, image_id)
             pixels = {"img": replay_tensor(image, rec["box"][0], rec["flags"][0], self.size, self.interpolation,
