@@ -45,11 +45,11 @@ def load_teacher(name, classnames, device):
 
 
 def bench_teacher(name, args, root, items, classnames):
+    from engine.utils import read_image
     from ril_tools.build import build_table
     from ril_tools.crops import image_keys, sample_crops
     from ril_tools.pipeline import make_crops
     from ril_tools.testing import tiny_plan
-    from engine.utils import read_image
 
     teacher = load_teacher(name, classnames, args.device)
     plan, image_list = tiny_plan(items, root, teacher, classnames, num_crops=args.crops,

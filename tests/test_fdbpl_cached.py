@@ -100,7 +100,7 @@ def test_cached_step_runs_no_image_encoder_and_reads_no_image(world, cached_tabl
 def test_stored_features_equal_the_encoded_replay(world, cached_tables, tmp_path):
     """Known answer: row image_id * M + crop is image_features(replayed crop)."""
     trainer = make_trainer(world, str(tmp_path / "p"), cached_tables["float32"])
-    entry = json.load(open(os.path.join(cached_tables["float32"], fmt.MANIFEST)))["student_features"][0]
+    entry = read_manifest(cached_tables["float32"])["student_features"][0]
     feats = np.load(os.path.join(cached_tables["float32"], entry["file"]), mmap_mode="r")
     trainer.before_epoch()
     batch = next(iter(trainer.train_loader_x))
@@ -111,11 +111,16 @@ def test_stored_features_equal_the_encoded_replay(world, cached_tables, tmp_path
     assert np.allclose(feats[rows], want, atol=1e-5)
 
 
+def read_manifest(table):
+    with open(os.path.join(table, fmt.MANIFEST)) as f:
+        return json.load(f)
+
+
 def _edit_key(table, **changes):
-    path = os.path.join(table, fmt.MANIFEST)
-    manifest = json.load(open(path))
+    manifest = read_manifest(table)
     manifest["student_features"][0]["key"].update(changes)
-    json.dump(manifest, open(path, "w"))
+    with open(os.path.join(table, fmt.MANIFEST), "w") as f:
+        json.dump(manifest, f)
 
 
 @pytest.mark.parametrize("field, value", [("weights_hash", "xxh3_128:0"), ("input_size", [64, 64]),
@@ -134,7 +139,7 @@ def test_missing_or_damaged_features_are_refused(world, cached_tables, tmp_path)
         make_trainer(world, str(tmp_path / "a"), world["table"], "TRAINER.FDBPL.CACHED_FEATURES", "True")
     table = str(tmp_path / "t")
     shutil.copytree(cached_tables["float16"], table)
-    name = json.load(open(os.path.join(table, fmt.MANIFEST)))["student_features"][0]["file"]
+    name = read_manifest(table)["student_features"][0]["file"]
     feats = np.load(os.path.join(table, name))
     with open(os.path.join(table, name), "r+b") as f:  # flip one feature value, tag left intact
         f.seek(128 + 2 * 5)

@@ -3,6 +3,7 @@ labels a table built for that run alone has; a run with an image the table lacks
 
 import numpy as np
 import pytest
+import torch
 
 from engine.errors import RilError
 from engine.registry import build_dataset
@@ -10,7 +11,7 @@ from ril_tools.crops import crop_schedule, image_keys
 from ril_tools.plan import training_image_list
 from ril_tools.reader import RilTable
 from tests.fixtures.toy_data import toy_cfg
-from tests.test_fdbpl_data import M, RUN, build_table, fdbpl_world
+from tests.test_fdbpl_data import RUN, M, build_table, fdbpl_world
 from trainers.fdbpl_data import RilReplayDataset, open_ril_table
 
 
@@ -71,3 +72,23 @@ def test_crop_schedule_accepts_path_keys_and_ids_alike():
     one = crop_schedule(3, 2, keys, 8)
     assert np.array_equal(one, [crop_schedule(3, 2, [k], 8)[0] for k in keys])
     assert crop_schedule(3, 2, np.array([], dtype=np.uint64), 8).shape == (0,)
+
+
+def test_batched_crop_resize_equals_the_per_crop_resize_and_the_stored_boxes():
+    """The GPU build's batched resize (two matrix products) against one F.interpolate per crop, on boxes drawn
+    as the build draws them; and the stored normalised box replays to the same pixel box (training's path)."""
+    from ril_tools import format as fmt
+    from ril_tools.crops import sample_crops
+    from ril_tools.pipeline import make_crops
+
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.integers(0, 256, (3, 61, 83), dtype=np.uint8))
+    boxes, flips = sample_crops(5, image_keys(["a/b.jpg"])[0], 61, 83, 24)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    exact = make_crops(image, boxes, flips, 16, mean, std, batched=False)
+    fast = make_crops(image, boxes, flips, 16, mean, std, batched=True)
+    assert flips.any() and not flips.all()
+    assert torch.allclose(fast, exact, atol=1e-3)  # normalised units: ~0.05 grey levels of 255
+    assert not torch.allclose(fast[1:], exact[:-1], atol=1e-2)  # a shifted crop would be caught
+    stored = fmt.normalise_box(boxes, 61, 83)
+    assert np.array_equal(fmt.crop_box_pixels(stored, 61, 83), boxes)
