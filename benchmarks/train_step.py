@@ -1,4 +1,5 @@
-"""Per-step training cost of CoOp, CoOp_KDPL (online teacher) and FDBPL (RIL table), in one process.
+"""Per-step training cost of CoOp, CoOp_KDPL (online teacher), FDBPL (RIL table) and FDBPL from cached
+student features, in one process.
 
     python -m benchmarks.train_step                       # CPU defaults: batch 4, 50 classes, ViT-L/14 teacher
     python -m benchmarks.train_step --device cuda --amp --classes 50 500 --teachers ViT-L-14 ViT-H-14-quickgelu \
@@ -9,15 +10,22 @@ KDPL's ``teacher_targets`` + ``student_step``) on the same student (ViT-B/32 arc
 N_CTX 4 from "a photo of a"), the same batch size and the same class count. A step is split into
 
 * data: building the batch in the main process from synthetic JPEGs (decode + RandomResizedCrop + flip for
-  CoOp/KDPL; decode + RIL record fetch + stored-crop replay + densification for FDBPL) and moving it to the
-  device;
+  CoOp/KDPL; decode + RIL record fetch + stored-crop replay + densification for FDBPL; record + feature
+  fetch + densification for FDBPL (cached features)) and moving it to the device;
 * teacher: KDPL's teacher image forward and logits (its text bank is computed once, outside the timing);
 * student: forward, loss, backward and optimiser step.
 
 Peak memory: CUDA ``max_memory_allocated`` (weights included) on a GPU; on the CPU the growth of the
 process's peak resident set (VmHWM, reset per method through /proc/self/clear_refs) over its resident set
 before the method's models were built. Weights are random and nothing is downloaded; the FDBPL table is
-labelled by ril_tools' fake teacher (label values do not change the step's cost).
+labelled by ril_tools' fake teacher and the cached features are random unit vectors of the student's
+width (values do not change the step's cost).
+
+Robustness on a shared machine (``benchmarks/_timing.py``): every method is built and warmed up first (its
+peak memory measured then), then the timed steps are interleaved (one step of each method per round,
+rotating), each row is the per-step median with its min-max range, torch's threads are pinned
+(``--threads``, default 1 on CPU), and a WARNING is printed for any method whose steps vary by more than
+25% of their median.
 """
 
 import argparse
@@ -34,9 +42,11 @@ import torch
 from torch.utils.data import default_collate
 
 try:
+    from benchmarks._timing import interleaved, pin_threads, spread_warnings
     from benchmarks.bench_setup import (RANDOM_PREFIX, bench_cfg, build_ril_table, make_images, make_trainer,
                                         random_weights)
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from _timing import interleaved, pin_threads, spread_warnings
     from bench_setup import RANDOM_PREFIX, bench_cfg, build_ril_table, make_images, make_trainer, random_weights
 
 COMPONENTS = ("data", "teacher", "student")
@@ -154,8 +164,15 @@ class FdbplMethod(Method):
         return type(self.trainer).parse_batch_train(self.trainer, batch), batch
 
 
+def random_features(table, dim, seed=0):
+    """Unit vectors [num_images * M, dim] float16, laid out as ril_tools.student_features stores them."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.nn.functional.normalize(torch.randn(table.num_images * table.num_crops, dim, generator=g), dim=-1)
+    return feats.half().numpy()
+
+
 def build_method(kind, cfg, classnames, items, table, args, teacher=None):
-    """(label, Method) for "CoOp", "KDPL" or "FDBPL", built with the trainers' own code."""
+    """(label, Method) for "CoOp", "KDPL", "FDBPL" or "FDBPL-cached", built with the trainers' own code."""
     from engine.data.manager import DatasetWrapper
     from engine.data.transforms import build_transform
 
@@ -167,6 +184,16 @@ def build_method(kind, cfg, classnames, items, table, args, teacher=None):
             trainer = make_trainer("FDBPL", cfg, classnames, items, args.device)
             dataset = RilReplayDataset(cfg, items, table, schedule_seed=1)
             return FdbplMethod("FDBPL", trainer, dataset, len(items), args.batch_size, args.device)
+        if kind == "FDBPL-cached":
+            from trainers.fdbpl_data import RilReplayDataset
+
+            trainer = make_trainer("FDBPL", cfg, classnames, items, args.device)
+            trainer.cached_features = True  # what TRAINER.FDBPL.CACHED_FEATURES True sets
+            with torch.no_grad():  # the student's feature width
+                dim = int(trainer.model.image_features(torch.zeros(1, 3, *cfg.INPUT.SIZE, device=args.device)).shape[-1])
+            dataset = RilReplayDataset(cfg, items, table, schedule_seed=1, features=random_features(table, dim))
+            return FdbplMethod("FDBPL (cached features)", trainer, dataset, len(items), args.batch_size,
+                               args.device)
         dataset = DatasetWrapper(cfg, items, build_transform(cfg, is_train=True), is_train=True)
         if kind == "CoOp":
             trainer = make_trainer("CoOp", cfg, classnames, items, args.device)
@@ -179,10 +206,6 @@ def build_method(kind, cfg, classnames, items, table, args, teacher=None):
 # ------------------------------------------------------------------------------------------ running
 
 
-def measure(method, warmup, repeats):
-    for _ in range(warmup):
-        method.step()
-    return [method.step() for _ in range(repeats)]
 
 
 def summarise(label, classes, samples, peak):
@@ -195,24 +218,39 @@ def summarise(label, classes, samples, peak):
     return row
 
 
+def _any_teacher(args):
+    """A KDPL teacher name for the configs of the other methods (they never load it)."""
+    return next((t for t in args.teachers if t != "none"), "ViT-B-32")
+
+
 def run_case(args, root, classes):
-    """All methods at one class count: rows of medians (seconds) and peak memory (bytes)."""
+    """All methods at one class count: rows of medians (seconds) and peak memory (bytes).
+
+    Each method is built and warmed up alone (its peak memory is measured then); the timed steps of all
+    methods are then interleaved round by round, so load drifts on a shared machine hit every method alike."""
     classnames = [f"class {i}" for i in range(classes)]
     items = make_images(root, args.images, classes)
     table = build_ril_table(root, items, classnames, num_crops=args.crops, k=args.topk)
     meter = PeakMemory(args.device)
-    plan = [("CoOp", None), ("FDBPL", None)] + [("KDPL", t) for t in args.teachers]
-    rows = []
+    plan = [("CoOp", None), ("FDBPL", None), ("FDBPL-cached", None)] + [("KDPL", t) for t in args.teachers if t != "none"]
+    methods, peaks = {}, {}
     for kind, teacher in plan:
         meter.start()
-        cfg = bench_cfg(root, RANDOM_PREFIX + args.student, RANDOM_PREFIX + (teacher or args.teachers[0]),
+        cfg = bench_cfg(root, RANDOM_PREFIX + args.student, RANDOM_PREFIX + (teacher or _any_teacher(args)),
                         args.device, args.prec, args.teacher_prec, args.batch_size)
         method = build_method(kind, cfg, classnames, items, table, args, teacher)
-        samples = measure(method, args.warmup, args.repeats)
-        rows.append(summarise(method.label, classes, samples, meter.peak()))
-        print(f"  {classes} classes, {method.label}: {rows[-1]['total'] * 1e3:.0f} ms/step", file=sys.stderr)
-        del method
-    return rows, meter.kind
+        for _ in range(max(args.warmup, 1)):
+            method.step()
+        methods[method.label], peaks[method.label] = method, meter.peak()
+    samples = interleaved({label: m.step for label, m in methods.items()}, args.repeats, warmup=0)
+    rows = []
+    for label in methods:
+        rows.append(summarise(label, classes, samples[label], peaks[label]))
+        print(f"  {classes} classes, {label}: {rows[-1]['total'] * 1e3:.0f} ms/step", file=sys.stderr)
+    warnings = spread_warnings({f"{classes} classes, {label}": [sum(s.values()) for s in samples[label]]
+                                for label in methods})
+    methods.clear()
+    return rows, meter.kind, warnings
 
 
 def ratio_lines(rows):
@@ -221,6 +259,11 @@ def ratio_lines(rows):
         by = {r["method"]: r for r in rows if r["classes"] == classes}
         coop, fdbpl = by["CoOp"], by["FDBPL"]
         lines.append(f"{classes} classes: FDBPL/CoOp step time {fdbpl['total'] / coop['total']:.2f}x")
+        cached = by.get("FDBPL (cached features)")
+        if cached:
+            lines.append(f"{classes} classes: FDBPL (cached features)/CoOp step time "
+                         f"{cached['total'] / coop['total']:.2f}x, peak memory "
+                         f"{cached['peak_bytes'] / max(coop['peak_bytes'], 1):.2f}x")
         for name, r in by.items():
             if name.startswith("KDPL"):
                 lines.append(f"{classes} classes: {name}/FDBPL step time {r['total'] / fdbpl['total']:.2f}x, "
@@ -285,7 +328,7 @@ def parse_args(argv=None):
     p.add_argument("--student", default="ViT-B-32", help="open_clip architecture of the student")
     p.add_argument("--teachers", nargs="+", default=None,
                    help="open_clip architectures of KDPL's teacher (default: ViT-L-14 on CPU, "
-                        "ViT-L-14 ViT-H-14-quickgelu on GPU)")
+                        "ViT-L-14 ViT-H-14-quickgelu on GPU; none: no KDPL rows)")
     p.add_argument("--classes", nargs="+", type=int, default=None, help="class counts (default 50; GPU 50 500)")
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default 4 on CPU, 32 on GPU)")
     p.add_argument("--repeats", type=int, default=None, help="timed steps per method (default 3 CPU, 20 GPU)")
@@ -294,8 +337,9 @@ def parse_args(argv=None):
     p.add_argument("--crops", type=int, default=16, help="crops per image in the FDBPL table (M)")
     p.add_argument("--topk", type=int, default=20, help="classes per crop in the FDBPL table (K)")
     p.add_argument("--plot", default="", help="write a bar chart (PNG) of the step time split")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (default: torch's choice; 1 is steadier on a shared machine)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads, pinned (default 1 on CPU: steadier on a shared machine; 0 = torch's "
+                        "choice)")
     p.add_argument("--verbose", action="store_true", help="show the trainers' build messages")
     args = p.parse_args(argv)
     gpu = torch.device(args.device).type == "cuda"
@@ -307,23 +351,24 @@ def parse_args(argv=None):
     args.batch_size = args.batch_size or (32 if gpu else 4)
     args.repeats = args.repeats or (20 if gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
+    args.threads = args.threads if args.threads is not None else (0 if gpu else 1)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     print(f"device {args.device} ({torch.get_num_threads()} threads), student {args.student} "
           f"(PREC {args.prec}), batch {args.batch_size}, teacher PREC {args.teacher_prec}, "
           f"{args.warmup} warm-up + {args.repeats} timed steps per method; random weights, synthetic JPEGs")
-    rows, kind = [], ""
+    rows, kind, warnings = [], "", []
     with tempfile.TemporaryDirectory(prefix="bench-train-step-") as root, random_weights():
         for classes in args.classes:
-            case_rows, kind = run_case(args, root, classes)
+            case_rows, kind, case_warnings = run_case(args, root, classes)
             rows += case_rows
+            warnings += case_warnings
     print_table(rows, kind)
-    for line in ratio_lines(rows):
+    for line in warnings + ratio_lines(rows):
         print(line)
     if args.plot:
         plot(rows, args.plot)

@@ -192,6 +192,7 @@ def _method_defaults(c):
         TOPK=0,  # 0 accepts the table's K; otherwise the table must have been built with this K
         PREC="fp16",
         CHECK_IMAGE_HASH=False,  # hash every image file read against the table's fingerprint (~1 GB/s BLAKE2b)
+        CACHED_FEATURES=False,  # train from the table's stored student features (python -m ril_tools.student_features)
     )
     t.ZSCLIP = _node(TEMPLATE="")  # non-empty: overrides the per-dataset template
 

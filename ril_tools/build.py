@@ -5,6 +5,10 @@
         --config-file configs/trainers/FDBPL/vit_b32_ep50_ctxv1.yaml \
         --output ril/oxford_pets/shots_16/seed1 DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
 
+One table for many runs: ``--seeds 0 1 2 --shots 1 2 4 8 16`` builds the union of those few-shot subsets
+(``--seed`` seeds the crops); every one of those runs accepts it, since a run needs only its images to be in
+the table and an image's crops are keyed by its path, not its position in the table.
+
 The config is set up exactly as ``train.py`` does (same flags, YAML files and KEY VALUE options, same
 seed), so the few-shot images and the class list are training's. Re-running the same command resumes
 an interrupted build. Several GPUs or nodes: ``torchrun --nproc_per_node G ril_tools/build.py ...``
@@ -28,6 +32,7 @@ import torch  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 from engine.errors import RilError  # noqa: E402
 from ril_tools import format as fmt  # noqa: E402
+from ril_tools.crops import image_keys  # noqa: E402
 from ril_tools.pipeline import RankBuilder  # noqa: E402
 from ril_tools.plan import local_image_ids, make_plan, record_dtype_of, training_image_list  # noqa: E402
 from ril_tools.writer import (ShardWriter, build_lock, finalize_table, plan_difference,  # noqa: E402
@@ -99,7 +104,8 @@ def _build_locked(table_dir, plan, paths, teacher, rank, world_size, batch_size,
         )
     already = writer.open()
     ids = local_image_ids(plan["num_images"], rank, world_size)
-    builder = RankBuilder(writer, [paths[i] for i in ids], ids, teacher, plan["crop"], plan["seed_scheme"]["seed"],
+    keys = image_keys([plan["dataset"]["relpaths"][i] for i in ids])  # crops depend on the image, not its id
+    builder = RankBuilder(writer, [paths[i] for i in ids], keys, teacher, plan["crop"], plan["seed_scheme"]["seed"],
                           plan["k"], batch_size, device, workers)
     todo = (num_local - already) * plan["num_crops"]
     start = time.perf_counter()
@@ -151,6 +157,12 @@ def build_parser():
     add("--prec", choices=("fp32", "bf16", "fp16"), default=None,
         help="teacher image-side precision (default fp16 on GPU; the CPU always runs fp32)")
     add("--overwrite", action="store_true", help="delete an existing (finished or unfinished) table first")
+    # type str: the KEY VALUE options that may follow are handed back to args.opts (_split_int_lists)
+    add("--seeds", type=str, nargs="+", default=None,
+        help="build one table for the union of the few-shot subsets of these seeds (with --shots); --seed "
+             "still seeds the crops")
+    add("--shots", type=str, nargs="+", default=None,
+        help="build one table for the union of these DATASET.NUM_SHOTS subsets (with --seeds; 0 = all images)")
     return parser
 
 
@@ -188,16 +200,60 @@ def _load_split(cfg, rank, barrier):
     return list(dataset.train_x), list(dataset.classnames), dataset
 
 
+def _split_int_lists(args):
+    """``--seeds 0 1 --shots 1 2 DATASET.X v``: argparse gives the trailing KEY VALUE options to --shots; keep
+    the leading integers and return the rest to the options (one-line error for a bad number)."""
+    for name in ("seeds", "shots"):
+        values = getattr(args, name)
+        if values is None:
+            continue
+        count = 0
+        while count < len(values) and values[count].lstrip("-").isdigit():
+            count += 1
+        if count == 0:
+            raise RilError(f"--{name} needs integers, got {values[0]!r}")
+        args.opts = values[count:] + list(args.opts or [])
+        setattr(args, name, [int(v) for v in values[:count]])
+    return args
+
+
+def _load_union(cfg, args, rank, barrier):
+    """(items, class names, dataset info) of the run's split, or of the union of the few-shot subsets of
+    ``--seeds`` x ``--shots``: one table then serves every one of those runs (trainers.fdbpl_data accepts
+    a table holding a superset of a run's images; crops are keyed by image path, not by table position)."""
+    seeds = args.seeds or [int(cfg.SEED)]
+    shots = args.shots or [int(cfg.DATASET.NUM_SHOTS)]
+    info = {"name": cfg.DATASET.NAME, "subsample": str(cfg.DATASET.SUBSAMPLE_CLASSES)}
+    if args.seeds is None and args.shots is None:
+        items, classnames, _ = _load_split(cfg, rank, barrier)
+        return items, classnames, dict(info, num_shots=int(cfg.DATASET.NUM_SHOTS), few_shot_seed=int(cfg.SEED))
+    union, classnames = [], None
+    for seed in seeds:
+        for shot in shots:
+            sub = cfg.clone()
+            sub.defrost()
+            sub.SEED, sub.DATASET.NUM_SHOTS = int(seed), int(shot)
+            sub.freeze()
+            items, names, _ = _load_split(sub, rank, barrier)
+            if classnames is not None and names != classnames:
+                raise RilError(f"the class list of seed {seed} NUM_SHOTS {shot} differs from the others; one table "
+                               "holds one class list (check DATASET.SUBSAMPLE_CLASSES)")
+            classnames = names
+            union.extend(items)
+    return union, classnames, dict(info, num_shots=sorted(set(shots)), few_shot_seed=sorted(set(seeds)),
+                                   shots=sorted(set(shots)), seeds=sorted(set(seeds)))
+
+
 def main(argv=None):
     from engine.cli import setup_cfg
     from ril_tools.teacher import ClipTeacher
 
-    args = build_parser().parse_args(argv)
+    args = _split_int_lists(build_parser().parse_args(argv))
     rank, world, local_rank, barrier = _init_distributed()
     cfg = setup_cfg(args)
     if not args.root:
         raise RilError("--root (the dataset root folder) is required")
-    items, classnames, _ = _load_split(cfg, rank, barrier)
+    items, classnames, dataset_info = _load_union(cfg, args, rank, barrier)
     image_list = training_image_list(items, cfg.DATASET.ROOT)
     device = torch.device(args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
@@ -208,8 +264,7 @@ def main(argv=None):
     teacher = ClipTeacher.load(args.teacher, classnames, args.template, device, prec)
     plan = make_plan(
         teacher=teacher, classnames=classnames, template=args.template, image_list=image_list,
-        dataset_info={"name": cfg.DATASET.NAME, "num_shots": int(cfg.DATASET.NUM_SHOTS),
-                      "subsample": str(cfg.DATASET.SUBSAMPLE_CLASSES), "few_shot_seed": int(cfg.SEED)},
+        dataset_info=dataset_info,
         num_crops=args.num_crops, k=args.topk, label_kind=args.label_kind, logp_dtype=args.logp_dtype,
         seed=cfg.SEED, scale=tuple(cfg.INPUT.RRCROP_SCALE), ratio=DEFAULT_RATIO, flip_p=args.flip_p,
         world_size=world, run_info={"batch_size": args.batch_size, "device": str(device)},

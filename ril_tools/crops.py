@@ -11,10 +11,17 @@ Seed scheme ``SEED_SCHEME`` (recorded in the manifest)::
     key          = fmix(fmix(fmix(fmix(seed) ^ stream) ^ a) ^ b)
     u(draw)      = (fmix(key + (draw + 1) * 0x9E3779B97F4A7C15) >> 11) * 2**-53   in [0, 1)
 
-Crop sampling (stream 1, a = image id, b = crop id) follows RandomResizedCrop: up to 10 attempts,
+Image key (scheme v2, ``SEED_SCHEME``): ``a`` below is the image's path key, :func:`image_keys` = xxh3-64 of its
+path relative to the dataset root (``ril_tools.integrity.path_hash``, also stored per image in images.npy), so
+an image's crops and crop schedule do not depend on which other images a table holds: a table for the union of
+many few-shot subsets stores the same crops for an image as a table built for one run. Scheme v1
+(``SEED_SCHEME_V1``, tables built before) used the image id (position in the table's sorted path list);
+such tables are still read with their own keys (``RilTable.crop_keys``).
+
+Crop sampling (stream 1, a = image key, b = crop id) follows RandomResizedCrop: up to 10 attempts,
 attempt t uses draws 4t..4t+3 (area scale, log aspect ratio, top, left); the first attempt whose
 (h, w) fits wins; otherwise the centre crop with the ratio clamped into range. Draw 40 is the flip
-(flip when u < flip_p). The crop schedule (stream 2, a = image id, b = epoch // M) orders the M
+(flip when u < flip_p). The crop schedule (stream 2, a = image key, b = epoch // M) orders the M
 crops of an image by their hash for every block of M epochs.
 """
 
@@ -24,7 +31,9 @@ import numpy as np
 
 from engine.errors import RilError
 
-SEED_SCHEME = "splitmix64-counter-v1"
+SEED_SCHEME = "splitmix64-counter-v2-pathkey"
+SEED_SCHEME_V1 = "splitmix64-counter-v1"
+SEED_SCHEMES = (SEED_SCHEME, SEED_SCHEME_V1)
 STREAM_CROPS = 1
 STREAM_SCHEDULE = 2
 ATTEMPTS = 10
@@ -39,6 +48,8 @@ _MASK = (1 << 64) - 1
 def _u64(x):
     """Any int or int array (negative allowed) -> uint64 array, wrapping modulo 2**64."""
     arr = np.asarray(x)
+    if arr.size == 0:
+        return arr.astype(np.uint64)
     if arr.dtype == np.uint64:
         return arr
     if arr.dtype.kind in "iu":
@@ -74,6 +85,13 @@ def uniforms(key, num_draws):
     return (bits >> np.uint64(11)).astype(np.float64) * (2.0 ** -53)
 
 
+def image_keys(relpaths):
+    """The scheme-v2 image keys (uint64 [B]) of paths relative to the dataset root ("/"-separated)."""
+    from ril_tools.integrity import path_hash
+
+    return np.fromiter((path_hash(p) for p in relpaths), dtype=np.uint64, count=len(relpaths))
+
+
 def check_crop_params(scale, ratio, flip_p):
     scale, ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
@@ -85,12 +103,12 @@ def check_crop_params(scale, ratio, flip_p):
     return scale, ratio, float(flip_p)
 
 
-def sample_crops(seed, image_id, height, width, num_crops, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+def sample_crops(seed, image_key, height, width, num_crops, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                  flip_p=0.5):
     """The M crops of one image: int64 pixel boxes (top, left, h, w) [M, 4] and bool flips [M]."""
     scale, ratio, flip_p = check_crop_params(scale, ratio, flip_p)
     height, width = int(height), int(width)
-    u = uniforms(stream_key(seed, STREAM_CROPS, image_id, np.arange(num_crops)), FLIP_DRAW + 1)
+    u = uniforms(stream_key(seed, STREAM_CROPS, image_key, np.arange(num_crops)), FLIP_DRAW + 1)
     tries = u[:, :FLIP_DRAW].reshape(num_crops, ATTEMPTS, 4)
     area = height * width * (scale[0] + (scale[1] - scale[0]) * tries[..., 0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
@@ -124,12 +142,13 @@ def _centre_crop(height, width, ratio):
 
 
 def crop_schedule(seed, epoch, image_ids, num_crops):
-    """Crop id m(e, n) that epoch ``epoch`` reads for each image id in ``image_ids`` [B] -> int64 [B].
+    """Crop id m(e, n) that epoch ``epoch`` reads for each image key in ``image_ids`` [B] -> int64 [B]
+    (image keys of the table's scheme: :func:`image_keys` for v2, image ids for v1).
 
     For each image and each block of M epochs, the M crop ids are ordered by a seeded hash, so no crop
     repeats within epochs 0..M-1 (nor within any later block of M epochs).
     """
-    image_ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+    image_ids = _u64(np.asarray(image_ids).reshape(-1))
     if epoch < 0 or num_crops < 1:
         raise RilError(f"crop_schedule needs epoch >= 0 and num_crops >= 1 (got {epoch}, {num_crops})")
     block, position = divmod(int(epoch), int(num_crops))

@@ -138,6 +138,10 @@ def check_manifest_fields(manifest, path):
     for key in ("teacher", "crop", "seed_scheme", "dataset", "images_file"):
         if not isinstance(manifest[key], dict):
             bad(key, "a JSON object")
+    from ril_tools.crops import SEED_SCHEMES
+
+    if manifest["seed_scheme"].get("name") not in SEED_SCHEMES:
+        bad("seed_scheme.name", f"one of {SEED_SCHEMES}")
     if not _is_int(manifest["seed_scheme"].get("seed"), 0):
         bad("seed_scheme.seed", "an integer >= 0")
     ds = manifest["dataset"]

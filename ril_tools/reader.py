@@ -227,6 +227,16 @@ class RilTable:
         except KeyError as exc:
             raise RilError(f"image {exc.args[0]} is not in RIL table {self.path}; {self._rebuild_hint()}") from None
 
+    def crop_keys(self, image_ids):
+        """The keys ``ril_tools.crops`` draws crops and crop schedules with for these image ids: the path
+        hashes (scheme v2: independent of the table's other images) or the ids themselves (scheme v1)."""
+        from ril_tools.crops import SEED_SCHEME_V1
+
+        image_ids = np.asarray(image_ids, dtype=np.int64)
+        if self.manifest["seed_scheme"].get("name") == SEED_SCHEME_V1:
+            return image_ids
+        return self.images["path_hash"][image_ids]
+
     def image_ids_for_paths(self, impaths, root):
         """Image ids for absolute image paths (``Datum.impath``) under the dataset root -> int64 [B]."""
         from ril_tools.plan import relpath_of

@@ -5,7 +5,8 @@
 Checks: every field of the manifest and its agreement with images.npy and the shards (the checks training
 runs when it opens a table, see ``ril_tools.integrity``); every checksum; every image's done flag; record
 values (``integrity.record_problem``: class indices in range, distinct and best first, log-probabilities
-<= 0, boxes inside the image, w in [0, 1], no NaN); the image list against its fingerprint; every image
+<= 0, boxes inside the image, w in [0, 1], no NaN); cached student features (tag, shape, checksum,
+finite unit vectors); the image list against its fingerprint; every image
 file present under --root with the recorded byte size (and, with --decode, the recorded content hash
 and decoded height and width). Exit code 0 when all pass, 2 with the first problem otherwise.
 """
@@ -63,11 +64,26 @@ def check_images(table, root, decode=False):
                                f"{want[0]}x{want[1]}; rebuild the table")
 
 
+def check_student_features(table):
+    """Every cached student feature file (``ril_tools.student_features``): tag, shape, dtype, checksum, values."""
+    from ril_tools.student_features import open_features
+
+    entries = table.manifest.get("student_features") or []
+    if not isinstance(entries, list):
+        raise RilError(f"{table.path}: manifest key student_features is not a list; recompute the features")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), dict):
+            raise RilError(f"{table.path}: a student_features entry has no key; recompute the features")
+        open_features(table, entry["key"], "python -m ril_tools.student_features --table " + table.path, verify=True)
+    return len(entries)
+
+
 def verify_table(path, root=None, decode=False):
     """Run every check; returns the opened table. RilError names the first failure."""
     table = RilTable.open(path, verify="full")
     check_flags(table)
     check_records(table)
+    check_student_features(table)
     if root:
         check_images(table, root, decode)
     return table

@@ -295,7 +295,7 @@ def remove_table_files(table_dir):
         path = os.path.join(table_dir, name)
         if os.path.exists(path):
             os.remove(path)
-    prefixes = ("shard-", "progress-", "plan-", "done-")
+    prefixes = ("shard-", "progress-", "plan-", "done-", "features-")
     for name in os.listdir(table_dir):
         if name.startswith(prefixes) and name.endswith((".npy", ".json", ".tmp")):
             os.remove(os.path.join(table_dir, name))

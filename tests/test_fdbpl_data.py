@@ -5,6 +5,7 @@ test_promptsrc_variants.py.
 """
 
 import os
+import re
 import shlex
 
 import numpy as np
@@ -15,7 +16,8 @@ from PIL import Image
 from engine.errors import ConfigError, RilError
 from engine.registry import build_dataset
 from engine.utils import read_image
-from ril_tools.crops import crop_schedule, sample_crops
+from ril_tools import format as fmt
+from ril_tools.crops import crop_schedule, image_keys, sample_crops
 from ril_tools.reader import RilTable
 from tests.fixtures.fdbpl_world import K, M, SHOTS, build_table
 from tests.fixtures.toy_data import toy_cfg
@@ -66,10 +68,11 @@ def test_served_crop_equals_the_hand_computed_crop(run_data):
         item = dataset[epoch * n_items + n]
         rel = os.path.relpath(items[n].impath, cfg.DATASET.ROOT)
         image_id = table.relpaths.index(rel)
-        crop = int(crop_schedule(1, epoch, [image_id], M)[0])
+        key = image_keys([rel])[0]  # crops and schedule are keyed by the image's path (scheme v2)
+        crop = int(crop_schedule(1, epoch, [key], M)[0])
         assert (item["index"], item["epoch"], item["crop"]) == (n, epoch, crop)
         pil = read_image(items[n].impath)
-        boxes, flips = sample_crops(1, image_id, pil.height, pil.width, M)  # what the build drew
+        boxes, flips = sample_crops(1, key, pil.height, pil.width, M)  # what the build drew
         top, left, h, w = boxes[crop]
         pixels = np.asarray(pil)[top:top + h, left:left + w]
         pixels = np.asarray(Image.fromarray(pixels).resize((32, 32), Image.BICUBIC), dtype=np.float64) / 255
@@ -144,7 +147,8 @@ def test_open_accepts_the_matching_table_and_refuses_others(world, run_data):
     msg = str(err.value)
     assert "\n" not in msg
     assert "class names differ (64 in the table, 32 in this run" in msg
-    assert "training images differ" in msg and "SUBSAMPLE_CLASSES all" in msg
+    assert re.search(r"\d+ of this run's \d+ training images are not in the table \(e\.g\. image '[^']+\.\w+'\)",
+                     msg) and "SUBSAMPLE_CLASSES all" in msg
     assert f"--output {other} --teacher {world['teacher']}" in msg and "--overwrite" in msg
 
     full_mode = toy_cfg(world["root"], dict(RUN, **{"TRAINER.FDBPL.RIL_DIR": world["table"],

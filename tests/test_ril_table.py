@@ -10,7 +10,7 @@ import torch
 
 from engine.errors import RilError
 from ril_tools import format as fmt
-from ril_tools.crops import sample_crops
+from ril_tools.crops import image_keys, sample_crops
 from ril_tools.integrity import TAG_BYTES
 from ril_tools.labels import information_weight
 from ril_tools.pipeline import make_crops
@@ -44,7 +44,8 @@ def test_round_trip_matches_an_independent_recomputation(tiny):
     order = sorted(range(6), key=lambda i: os.path.relpath(items[i].impath, root))
     for image_id, item_index in enumerate(order):
         image = torch.from_numpy(np.asarray(read_image(items[item_index].impath)).copy()).permute(2, 0, 1)
-        boxes, flips = sample_crops(1, image_id, image.shape[1], image.shape[2], M)
+        key = image_keys([table.relpaths[image_id]])[0]  # crops are keyed by the image's path (scheme v2)
+        boxes, flips = sample_crops(1, key, image.shape[1], image.shape[2], M)
         logp = teacher.log_probs(make_crops(image, boxes, flips, 16, teacher.mean, teacher.std))
         top, idx = torch.topk(logp, K, dim=1)
         got = table.fetch(np.full(M, image_id), np.arange(M))

@@ -92,6 +92,7 @@ class FDBPL(ClipPromptTrainer):
     """FDBPL with a CoOp base: RIL-table distillation into positive + negative prompts (Eq. 9-17)."""
 
     CFG_NODE = "FDBPL"
+    cached_features = False  # set in build_model from TRAINER.FDBPL.CACHED_FEATURES (CoOp base only)
 
     def __new__(cls, cfg, *args, **kwargs):
         # BASE PromptSRC (deep V-L prompts, self-regularisation, GPA) is a subclass in trainers/promptsrc_fdbpl.py
@@ -106,6 +107,9 @@ class FDBPL(ClipPromptTrainer):
         node = cfg.TRAINER.FDBPL
         if node.BASE not in BASES:
             raise ConfigError(f"TRAINER.FDBPL.BASE {node.BASE!r} is not one of {', '.join(BASES)}")
+        if node.CACHED_FEATURES and node.BASE != "CoOp":
+            raise ConfigError(f"TRAINER.FDBPL.CACHED_FEATURES True needs BASE CoOp (a frozen image encoder); BASE "
+                              f"{node.BASE} trains vision prompts, so set TRAINER.FDBPL.CACHED_FEATURES False")
         if node.LABEL_MODE not in LABEL_MODES:
             raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {node.LABEL_MODE!r} is not one of {', '.join(LABEL_MODES)}")
         for key in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2", "ALPHA"):
@@ -122,6 +126,7 @@ class FDBPL(ClipPromptTrainer):
         # The negative prompts only matter through L_neg, L_diff1 and L_diff2.
         self.use_negative = any(float(node[k]) != 0 for k in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2"))
         self.ril_table = None
+        self.cached_features = bool(node.CACHED_FEATURES)
 
     def text_features_train(self):
         """L2-normalised (positive [C, E], negative [C, E] or None), from ONE text-encoder call."""
@@ -147,17 +152,29 @@ class FDBPL(ClipPromptTrainer):
         train_x = self.dm.dataset.train_x
         self.ril_table = open_ril_table(cfg, train_x, self.dm.dataset.classnames)
         seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
-        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, seed)
+        features = self.open_cached_features() if self.cached_features else None
+        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, seed, features)
         t = self.ril_table
         print(f"RIL table {t.path}: {t.num_images} images x {t.num_crops} crops, K={t.k}, C={t.num_classes}, "
               f"teacher {t.teacher.get('name')}; labels densified as {cfg.TRAINER.FDBPL.LABEL_MODE}; "
               f"crops replayed from the table (INPUT.TRANSFORMS other than normalisation are not used)")
 
+    def open_cached_features(self):
+        """The table's stored student features for this run's image tower and preprocessing (checked)."""
+        from ril_tools import student_features as sf
+
+        key = sf.student_key(self.cfg, self.model.image_encoder)
+        feats = sf.open_features(self.ril_table, key, sf.command_hint(self.cfg, self.ril_table.path))
+        print(f"Cached student features: {feats.shape[0]} crops x {feats.shape[1]} ({feats.dtype}); "
+              "no image decoding or image encoder in the training step")
+        return feats
+
     def before_epoch(self):
         self.train_loader_x.sampler.set_epoch(self.epoch)  # the index of every item carries the epoch
 
     def parse_batch_train(self, batch):
-        image = batch["img"].to(self.device, non_blocking=True)
+        # with cached features "image" is already the L2-normalised student feature [B, E]
+        image = batch["feat" if self.cached_features else "img"].to(self.device, non_blocking=True)
         probs, labels, w = teacher_targets(batch, self.model.prompt_learner.n_cls,
                                            self.cfg.TRAINER.FDBPL.LABEL_MODE, self.device)
         return image, probs, labels, w
@@ -167,7 +184,10 @@ class FDBPL(ClipPromptTrainer):
     def distillation_losses(self, image, teacher_probs, labels, w):
         """Eq. 17 on one batch (call inside ``autocast``) -> ``(image features, txt_pos, logits_pos, losses)``."""
         node = self.cfg.TRAINER.FDBPL
-        img = self.model.image_features(image)  # one image-encoder pass feeds both branches
+        if self.cached_features:  # stored in float32/16; compute in the dtype the encoder would have produced
+            img = image.to(self.model.image_encoder.dtype)
+        else:
+            img = self.model.image_features(image)  # one image-encoder pass feeds both branches
         txt_pos, txt_neg = self.text_features_train()
         scale = self.model.logit_scale.exp()
         logits_pos = scale * img @ txt_pos.t().to(img.dtype)

@@ -1,6 +1,6 @@
 """FDBPL's training data: replay of the crops stored in an RIL table.
 
-For epoch ``e`` and training image ``n`` the loader serves crop ``m(e, n) = crop_schedule(seed, e, id(n), M)``
+For epoch ``e`` and training image ``n`` the loader serves crop ``m(e, n) = crop_schedule(seed, e, key(n), M)``
 of the table: the image is decoded, cut with the stored box (``ril_tools.format.crop_box_pixels``), resized
 to ``INPUT.SIZE`` with ``INPUT.INTERPOLATION``, flipped if the record says so (resize then flip, the order
 the build used), and normalised with ``INPUT.PIXEL_MEAN/STD``. Each item also carries the record's sparse
@@ -96,17 +96,30 @@ def replay_crop(image, box, flip, size, interpolation):
     return TF.hflip(out) if flip else out
 
 
+def replay_tensor(image, box, flags, size, interpolation, mean, std):
+    """The normalised float [3, H, W] crop of a PIL image for a stored record's normalised ``box`` and
+    ``flags``: what training feeds the image encoder, and what ``ril_tools.student_features`` encodes."""
+    pixel_box = fmt.crop_box_pixels(box, image.height, image.width)
+    flip = bool(int(flags) & fmt.FLAG_HFLIP)
+    pixels = TF.to_tensor(replay_crop(image, pixel_box, flip, size, interpolation))
+    return TF.normalize(pixels, mean, std)
+
+
 class RilReplayDataset(Dataset):
     """Item ``epoch * N + n`` -> the table's crop m(epoch, n) of ``data_source[n]`` with its sparse label.
 
-    Returns a dict: ``img`` float [3, H, W] (normalised), ``ril_idx`` int64 [K], ``ril_logp`` float32 [K],
+    Returns a dict: ``img`` float [3, H, W] (normalised; or, with cached ``features``, ``feat`` float32 [E],
+    the stored L2-normalised student feature of the same crop), ``ril_idx`` int64 [K], ``ril_logp`` float32 [K],
     ``w`` float32, ``label`` (the dataset's hard label, unused by the loss), ``domain``, ``impath``,
     ``index`` (n), ``epoch``, ``crop`` (m).
     """
 
-    def __init__(self, cfg, data_source, table, schedule_seed):
+    def __init__(self, cfg, data_source, table, schedule_seed, features=None):
         self.data_source = list(data_source)
         self.table = table
+        # cached student features [num_images * M, E] (ril_tools.student_features): served as ``feat``
+        # instead of decoding and cutting the image
+        self.features = features
         self.schedule_seed = int(schedule_seed)
         relpaths = [relpath_of(item.impath, cfg.DATASET.ROOT) for item in self.data_source]
         self.image_ids = table.image_ids(relpaths)
@@ -135,8 +148,10 @@ class RilReplayDataset(Dataset):
         return len(self.data_source)
 
     def crop_ids(self, epoch, positions):
-        """The crop ids m(epoch, n) for image positions ``positions`` (int64 [B])."""
-        return crop_schedule(self.schedule_seed, epoch, self.image_ids[np.asarray(positions)], self.num_crops)
+        """The crop ids m(epoch, n) for image positions ``positions`` (int64 [B]); keyed by the image's path
+        (``RilTable.crop_keys``), so a run's schedule is the same from any table that holds its images."""
+        keys = self.table.crop_keys(self.image_ids[np.asarray(positions)])
+        return crop_schedule(self.schedule_seed, epoch, keys, self.num_crops)
 
     def __getitem__(self, idx):
         epoch, n = divmod(int(idx), len(self.data_source))
@@ -144,12 +159,18 @@ class RilReplayDataset(Dataset):
         image_id = int(self.image_ids[n])
         crop = int(self.crop_ids(epoch, [n])[0])
         rec = self.table.fetch([image_id], [crop])
-        image = self._read(item.impath, image_id)
-        box = fmt.crop_box_pixels(rec["box"][0], image.height, image.width)
-        flip = bool(rec["flags"][0] & fmt.FLAG_HFLIP)
-        pixels = TF.to_tensor(replay_crop(image, box, flip, self.size, self.interpolation))
+        if self.features is not None:
+            row = np.array(self.features[image_id * self.num_crops + crop], dtype=np.float32)
+            if not np.isfinite(row).all():  # large feature files are not scanned at open: check what is read
+                raise RilError(f"RIL table {self.table.path}: cached student feature of image {item.impath} crop "
+                               f"{crop} is not finite; recompute the features (python -m ril_tools.student_features)")
+            pixels = {"feat": torch.from_numpy(row)}
+        else:
+            image = self._read(item.impath, image_id)
+            pixels = {"img": replay_tensor(image, rec["box"][0], rec["flags"][0], self.size, self.interpolation,
+                                           self.mean, self.std)}
         return {
-            "img": TF.normalize(pixels, self.mean, self.std),
+            **pixels,
             "ril_idx": torch.from_numpy(rec["indices"][0]),
             "ril_logp": torch.from_numpy(rec["logprobs"][0]),
             "w": torch.tensor(rec["weight"][0], dtype=torch.float32),
@@ -181,13 +202,13 @@ def _one_line_loader_class():
     return RilLoader
 
 
-def build_ril_loader(cfg, data_source, table, seed):
+def build_ril_loader(cfg, data_source, table, seed, features=None):
     """The FDBPL training loader: :class:`RilReplayDataset` + :class:`EpochSampler` (``seed`` drives both).
 
     ``DATALOADER.TRAIN_X.SAMPLER SequentialSampler`` keeps the image order fixed; anything else shuffles.
     The last partial batch is kept (no few-shot image is skipped).
     """
-    dataset = RilReplayDataset(cfg, data_source, table, seed)
+    dataset = RilReplayDataset(cfg, data_source, table, seed, features)
     shuffle = cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler"
     workers = int(cfg.DATALOADER.NUM_WORKERS)
     return _one_line_loader_class()(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
@@ -269,17 +290,27 @@ def _table_problems(table, cfg, classnames, image_list):
         diff = _list_difference("teacher prompts", table.manifest["prompts"], prompts)
         if diff:
             problems.append(diff + " (the table's teacher read other prompt strings than this run's classes give)")
-    # the ordered lists themselves (image id = position), not an order-blind fingerprint
-    diff = _list_difference("training images", table.relpaths, image_list["relpaths"])
-    if diff:
-        problems.append(diff)
+    # A table may hold more images than the run (one table for many few-shot subsets): every training image
+    # must be in it. Crops are keyed by the image's path (ril_tools.crops), so the extra images change nothing.
+    ids = {p: i for i, p in enumerate(table.relpaths)}
+    missing = [p for p in image_list["relpaths"] if p not in ids]
+    if missing:
+        problems.append(f"{len(missing)} of this run's {len(image_list['relpaths'])} training images are not in "
+                        f"the table (e.g. image {missing[0]!r})")
     else:
+        # the table's images must be in the run's (sorted) order: image id = position, and the records of id i
+        # are the crops of the image at position i
+        runset = set(image_list["relpaths"])
+        diff = _list_difference("training images", [p for p in table.relpaths if p in runset],
+                                image_list["relpaths"])
+        if diff:
+            problems.append(diff)
         sizes = table.manifest["dataset"]["file_sizes"]
-        changed = [i for i, (a, b) in enumerate(zip(sizes, image_list["file_sizes"])) if a != b]
+        changed = [(p, s) for p, s in zip(image_list["relpaths"], image_list["file_sizes"]) if sizes[ids[p]] != s]
         if changed:
-            i = changed[0]
-            problems.append(f"{len(changed)} training image files differ in size (e.g. {table.relpaths[i]!r}: "
-                            f"{sizes[i]} bytes in the table, {image_list['file_sizes'][i]} now; were images replaced?)")
+            p, s = changed[0]
+            problems.append(f"{len(changed)} training image files differ in size (e.g. {p!r}: "
+                            f"{sizes[ids[p]]} bytes in the table, {s} now; were images replaced?)")
     mode, num_classes = cfg.TRAINER.FDBPL.LABEL_MODE, len(classnames)
     if mode == "full" and table.k != num_classes:
         problems.append(f"LABEL_MODE full needs all {num_classes} classes stored but the table keeps top-K={table.k}")
@@ -340,9 +371,14 @@ def open_ril_table(cfg, items, classnames):
     if cfg.TRAINER.FDBPL.LABEL_MODE not in LABEL_MODES:
         raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {cfg.TRAINER.FDBPL.LABEL_MODE!r} is not one of "
                           f"{', '.join(LABEL_MODES)}")
-    problems = _table_problems(table, cfg, classnames, training_image_list(items, cfg.DATASET.ROOT))
+    image_list = training_image_list(items, cfg.DATASET.ROOT)
+    problems = _table_problems(table, cfg, classnames, image_list)
     if problems:
         raise RilError(f"RIL table {path} does not match this run: {'; '.join(problems)}; point "
-                       f"TRAINER.FDBPL.RIL_DIR at the table built for this run, or rebuild it with: "
+                       f"TRAINER.FDBPL.RIL_DIR at a table that holds this run's images, or rebuild it with: "
                        f"{rebuild_command(cfg, path, table.manifest)}")
+    info = table.manifest.get("dataset", {})
+    print(f"RIL table {path}: this run ({cfg.DATASET.NAME} NUM_SHOTS {cfg.DATASET.NUM_SHOTS} seed {cfg.SEED}) "
+          f"trains on {len(image_list['relpaths'])} of its {table.num_images} images (table built for shots "
+          f"{info.get('shots', info.get('num_shots'))}, seeds {info.get('seeds', info.get('few_shot_seed'))})")
     return table
