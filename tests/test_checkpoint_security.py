@@ -1,6 +1,5 @@
 """Loading a checkpoint never runs code: every load path refuses a pickled payload; Dassl's checkpoints still load."""
 
-import os
 import pickle
 
 import pytest

@@ -17,15 +17,15 @@ import train
 from engine.errors import ConfigError, RilError
 from ril_tools import format as fmt
 from tests.test_fdbpl import fdbpl_args
-from tests.test_fdbpl_data import REPO, fdbpl_world
+from tests.fixtures.fdbpl_world import REPO
 
 FDBPL_YAML = os.path.join(REPO, "configs/trainers/FDBPL/toyshapes.yaml")
 TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)
+def world(fdbpl_world):
+    return fdbpl_world
 
 
 def feature_args(world, table, *extra):

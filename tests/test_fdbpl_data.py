@@ -16,15 +16,13 @@ from PIL import Image
 from engine.errors import ConfigError, RilError
 from engine.registry import build_dataset
 from engine.utils import read_image
-from ril_tools import format as fmt
 from ril_tools.crops import crop_schedule, image_keys, sample_crops
 from ril_tools.reader import RilTable
-from tests.fixtures.fdbpl_world import K, M, SHOTS, build_table
+from tests.fixtures.fdbpl_world import RUN, K, M, build_table
 from tests.fixtures.toy_data import toy_cfg
 from trainers.fdbpl_data import (EpochSampler, RilReplayDataset, build_ril_loader, open_ril_table,
                                  rebuild_command, teacher_targets)
 
-RUN = {"DATASET.NUM_SHOTS": SHOTS, "DATASET.SUBSAMPLE_CLASSES": "base"}
 
 
 @pytest.fixture(scope="module")

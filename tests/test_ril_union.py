@@ -11,13 +11,13 @@ from ril_tools.crops import crop_schedule, image_keys
 from ril_tools.plan import training_image_list
 from ril_tools.reader import RilTable
 from tests.fixtures.toy_data import toy_cfg
-from tests.test_fdbpl_data import RUN, M, build_table, fdbpl_world
+from tests.fixtures.fdbpl_world import RUN, M, build_table
 from trainers.fdbpl_data import RilReplayDataset, open_ril_table
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)
+def world(fdbpl_world):
+    return fdbpl_world
 
 
 @pytest.fixture(scope="module")
