@@ -35,6 +35,8 @@ REWRITES = [
     (r"^((?:\w+=\S+ )*(?:python train\.py|python -m ril_tools\.build|bash scripts/\S+\.sh) .*oxford_pets.*)$",
      r"\1 " + REAL_FAST, "real-dataset runs: tiny CLIP, 32 px, 2 shots, 1 epoch"),
     (r"^((?:\w+=\S+ )*bash scripts/\S+\.sh .*toyshapes.*)$", r"\1 " + TOY_FAST, "toy runs: 2 shots, 1 epoch"),
+    (r"(toyshapes/)shots_16/", r"\1shots_2/", "the sweep above ran 2 shots here (SHOTS=2)"),
+    (r"(base_toy_teacher)_M64_", r"\1_M4_", "the sweep above built 4-crop tables here (NUM_CROPS=4)"),
 ]
 # inline `commands` of the prose that are not run here
 NOT_RUN = {
@@ -45,6 +47,12 @@ NOT_RUN = {
     "bash scripts/fdbpl/toy_ablation.sh": "15 runs of about a minute each",
     "python -m benchmarks.train_step --batch-size 32": "a ViT-L/14 speed measurement (needs the real weights)",
     "python scripts/parse_results.py --base2new output/ablation/base2new": "reads toy_ablation.sh's output",
+    "python -m ril_tools.build ... --overwrite": "the shape of the rebuild command errors print; builds are run above",
+    "python -m ril_tools.inspect": "names the command; the pictures block runs it",
+    "python -m ril_tools.verify TABLE --root DATA --decode": "tests/test_ril_integrity.py runs verify --decode",
+    "python -m tools.curves RUN ...": "tools.plots in the pictures block draws the same curves; tests/test_curves.py",
+    "python -m tools.k_sweep": "a sweep of table builds and trainings; tests/test_plots.py runs its figure",
+    "python benchmarks/teacher_precision.py": "a measurement, not a check (about a minute on the toy teacher)",
 }
 INLINE_RUN = {  # inline commands run after the blocks, with the same rewrites
     "bash scripts/fdbpl/build_ril.sh oxford_pets 1",
