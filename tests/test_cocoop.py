@@ -132,7 +132,6 @@ def test_only_context_and_meta_net_train_and_round_trip_to_new_classes(tiny_clip
         assert torch.allclose(new.model(x), per_image_loop(new.model, x), atol=1e-5)
 
 
-@pytest.mark.slow
 def test_train_and_eval_on_new_classes_through_train_py(tiny_clip_path, tmp_path):
     common = ["--root", shared_toyshapes_root(), "--seed", "1", "--trainer", "CoCoOp",
               "--dataset-config-file", os.path.join(REPO, "configs/datasets/toyshapes.yaml"),
