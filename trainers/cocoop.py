@@ -47,23 +47,38 @@ class CoCoOpCLIP(PromptedCLIP):
 
     rows_per_call = 16384  # prompts per text-encoder call (images per call = rows // n_cls, at least 1)
 
+    @property
+    def inference_learner(self):
+        """The CoCoOp learner that scores images (FDBPL's dual learner overrides it with its positive one)."""
+        return self.prompt_learner
+
     def forward(self, image):
-        learner = self.prompt_learner
-        return self.conditional_logits(self.image_features(image), learner(), learner.tokenized_prompts,
-                                       learner.seq_len)
+        img = self.image_features(image)
+        return self.scores(img, self.conditional_text_features(img, self.inference_learner))
 
     def text_features(self):
-        raise TypeError("CoCoOp's text features depend on the image; use conditional_logits(image features, ...)")
+        raise TypeError("CoCoOp's text features depend on the image; use conditional_text_features(image features, "
+                        "learner)")
+
+    def scores(self, img, txt):
+        """Logits [B, K] of image features [B, E] against each image's own text features [B, K, E]."""
+        return self.logit_scale.exp() * (txt @ img.unsqueeze(-1).to(txt.dtype)).squeeze(-1)
 
     def conditional_logits(self, img, prompts, tokens, seq_len):
-        """``img`` [B, E] normalised image features; ``prompts`` [K, L, D] unshifted prompts with the context at
-        positions 1..n_ctx, ``tokens`` [K, L] -> logits [B, K] of each image against its own shifted prompts."""
-        n_ctx = self.prompt_learner.n_ctx
-        shift = self.prompt_learner.meta_net(img.float())  # [B, D]
+        """Logits [B, K] of normalised image features ``img`` [B, E] against prompts [K, L, D] (e.g. KDPL's
+        concepts) shifted per image by the learner's meta-net."""
+        return self.scores(img, self.conditional_text_features(img, self.inference_learner, prompts, tokens, seq_len))
+
+    def conditional_text_features(self, img, learner, prompts=None, tokens=None, seq_len=None):
+        """Normalised text features [B, K, E]: for each image, ``learner``'s meta-net shift added to positions
+        1..n_ctx of the unshifted ``prompts`` [K, L, D] (default: the learner's class prompts)."""
+        if prompts is None:
+            prompts, tokens, seq_len = learner(), learner.tokenized_prompts, learner.seq_len
+        n_ctx = learner.n_ctx
+        shift = learner.meta_net(img.float())  # [B, D]
         prompts = prompts[:, :seq_len]  # causal text encoder: nothing after the last EOT matters
         k = prompts.shape[0]
         step = max(1, self.rows_per_call // k)
-        scale = self.logit_scale.exp()
         out = []
         for s in range(0, img.shape[0], step):
             sh = shift[s:s + step]
@@ -72,8 +87,7 @@ class CoCoOpCLIP(PromptedCLIP):
             rows = torch.cat([prompts[None, :, :1].expand(b, -1, -1, -1), ctx,
                               prompts[None, :, 1 + n_ctx:].expand(b, -1, -1, -1)], dim=2)
             txt = self.text_encoder(rows.flatten(0, 1), tokens.repeat(b, 1), seq_len=seq_len)
-            txt = normalize(txt).view(b, k, -1)
-            out.append(scale * (txt @ img[s:s + step].unsqueeze(-1).to(txt.dtype)).squeeze(-1))
+            out.append(normalize(txt).view(b, k, -1))
         return torch.cat(out)
 
 
