@@ -45,7 +45,9 @@ class CoCoOpPromptLearner(CoOpPromptLearner):
 class CoCoOpCLIP(PromptedCLIP):
     """Image-conditioned prompts: logits [B, C] from one text-encoder call per chunk of images."""
 
-    rows_per_call = 16384  # prompts per text-encoder call (images per call = rows // n_cls, at least 1)
+    # Prompts per text-encoder call (images per call = rows // n_cls, at least 1). This bounds evaluation memory;
+    # in training every chunk's activations are kept for the backward pass anyway.
+    rows_per_call = 16384
 
     @property
     def inference_learner(self):
