@@ -49,3 +49,19 @@ def test_kdpl_scripts_pass_the_teacher_and_class_agnostic_options(tmp_path):
     test_argv = launched("maple_kdpl/base2new_test.sh", ["dtd", "1"], tmp_path, CLASS_AGNOSTIC="True")
     assert "TRAINER.KDPL.CLASS_AGNOSTIC" not in test_argv  # evaluation scores the dataset's classes
     assert "/MaPLe_KDPL-CA/" in test_argv[test_argv.index("--model-dir") + 1]
+
+
+def test_every_shipped_trainer_config_has_its_trainer_and_merges():
+    import glob
+
+    import train
+
+    discovery.import_plugins(environ={})
+    folders = sorted(glob.glob(os.path.join(REPO, "configs", "trainers", "*")))
+    assert {"CoCoOp", "VPT", "MaPLe", "CoCoOp_KDPL", "VPT_KDPL", "MaPLe_KDPL"} <= {os.path.basename(f) for f in folders}
+    for folder in folders:
+        trainer = os.path.basename(folder)
+        assert TRAINER_REGISTRY.get(trainer) is not None
+        for path in sorted(glob.glob(os.path.join(folder, "*.yaml"))):
+            args = train.build_parser().parse_args(["--trainer", trainer, "--config-file", path, "--root", "/nowhere"])
+            assert train.setup_cfg(args).TRAINER.NAME == trainer, path
