@@ -180,7 +180,7 @@ def _method_defaults(c):
     # not lower the student's base or new accuracy in the ToyShapes sweep reported in the README (with 1.0 the
     # first-order term pulled crops away from their positive prompts and accuracy fell by 12-16 points).
     t.FDBPL = _node(
-        BASE="CoOp",  # CoOp | PromptSRC
+        BASE="CoOp",  # CoOp | PromptSRC | CoCoOp
         RIL_DIR="",
         LABEL_MODE="ms",  # full | ms | mr
         NEG_CTX_INIT="a photo of no",

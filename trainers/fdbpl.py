@@ -26,7 +26,7 @@ from trainers.losses import fdbpl_total_loss
 
 __all__ = ["FDBPL", "DualPromptLearner", "BASES"]
 
-BASES = ("CoOp", "PromptSRC")
+BASES = ("CoOp", "PromptSRC", "CoCoOp")
 LOG_KEYS = ("loss", "loss_pos", "loss_neg", "loss_diff1", "loss_diff2", "acc")
 
 
@@ -100,6 +100,10 @@ class FDBPL(ClipPromptTrainer):
             from trainers.promptsrc_fdbpl import FDBPLPromptSRC
 
             cls = FDBPLPromptSRC
+        elif cls is FDBPL and cfg.TRAINER.FDBPL.BASE == "CoCoOp":
+            from trainers.cocoop_fdbpl import FDBPLCoCoOp
+
+            cls = FDBPLCoCoOp
         return super().__new__(cls)
 
     def check_cfg(self, cfg):
