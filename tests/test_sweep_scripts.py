@@ -11,7 +11,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECHO_PYTHON = "bash " + os.path.join(REPO, "tests/fixtures/echo_python.sh")
 METHODS = {"coop": "CoOp", "coop_kdpl": "CoOp_KDPL", "fdbpl": "FDBPL", "ivlp": "IVLP", "promptsrc": "PromptSRC",
-           "promptsrc_kdpl": "PromptSRC_KDPL"}
+           "promptsrc_kdpl": "PromptSRC_KDPL", "cocoop": "CoCoOp", "vpt": "VPT", "maple": "MaPLe",
+           "cocoop_kdpl": "CoCoOp_KDPL", "vpt_kdpl": "VPT_KDPL", "maple_kdpl": "MaPLe_KDPL"}
 SCRIPTS = ("base2new_train.sh", "base2new_test.sh", "xd_train.sh", "xd_test.sh")
 ENV_HINT = "source .venv/bin/activate"
 

@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Shared options of the CoCoOp_KDPL scripts (sourced). Environment, besides protocols.sh's:
-#   CFG (vit_b32_c4_ep10_batch1_ctxv1), LOADEP (10), TEACHER (KDPL's default ViT-H-14-quickgelu, DFN5B weights; any CLIP name or
+#   TEACHER (KDPL's default ViT-H-14-quickgelu, DFN5B weights; any CLIP name or
 #   weight file), CLASS_AGNOSTIC=True with CLASSNAMES_FILE=/path/names.txt (one name per line) and K_MAX (1000)
 #   for KDPL-CA; its runs go to folders named CoCoOp_KDPL-CA, as KDPL's scripts do.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/protocols.sh"
-CFG=${CFG:-vit_b32_c4_ep10_batch1_ctxv1}
-LOADEP=${LOADEP:-10}
 KDPL_OPTS=()
 if [[ -n "${TEACHER:-}" ]]; then KDPL_OPTS+=(TRAINER.KDPL.TEACHER "$TEACHER"); fi
 CA_OPTS=()

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/maple/base2new_train.sh DATASET SEED [KEY VALUE ...]   (CFG=vit_b32_c2_ep5_batch4_2ctx by default; DATA, SHOTS, OUT)
+# bash scripts/maple/base2new_train.sh DATASET SEED [KEY VALUE ...]
+# Trains on the base classes. CFG, DATA, SHOTS, OUT from the environment (scripts/lib/protocols.sh).
 source "$(dirname "$0")/../lib/protocols.sh"
-b2n_train MaPLe "${CFG:-vit_b32_c2_ep5_batch4_2ctx}" "$1" "$2" "${@:3}"
+need_args 2 "$@"
+b2n_train MaPLe "$(cfg_for MaPLe "$1" vit_b32_c2_ep5_batch4_2ctx)" "$1" "$2" "${@:3}"

@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Shared options of the MaPLe_KDPL scripts (sourced). Environment, besides protocols.sh's:
-#   CFG (vit_b32_c2_ep5_batch4_2ctx), LOADEP (5), TEACHER (KDPL's default ViT-H-14-quickgelu, DFN5B weights; any CLIP name or
+#   TEACHER (KDPL's default ViT-H-14-quickgelu, DFN5B weights; any CLIP name or
 #   weight file), CLASS_AGNOSTIC=True with CLASSNAMES_FILE=/path/names.txt (one name per line) and K_MAX (1000)
 #   for KDPL-CA; its runs go to folders named MaPLe_KDPL-CA, as KDPL's scripts do.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/protocols.sh"
-CFG=${CFG:-vit_b32_c2_ep5_batch4_2ctx}
-LOADEP=${LOADEP:-5}
 KDPL_OPTS=()
 if [[ -n "${TEACHER:-}" ]]; then KDPL_OPTS+=(TRAINER.KDPL.TEACHER "$TEACHER"); fi
 CA_OPTS=()

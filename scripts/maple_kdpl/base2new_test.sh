@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/maple_kdpl/base2new_test.sh DATASET SEED [KEY VALUE ...]   (SUB=new|base; LOADEP = last epoch, 5)
+# bash scripts/maple_kdpl/base2new_test.sh DATASET SEED [KEY VALUE ...]
+# Evaluates the base2new_train.sh run on SUB=new (default) or base; LOADEP = the epoch (default: the last).
 source "$(dirname "$0")/_common.sh"
-b2n_test MaPLe_KDPL "$CFG" "$1" "$2" "$LOADEP" "${@:3}"
+need_args 2 "$@"
+b2n_test MaPLe_KDPL "$(cfg_for MaPLe_KDPL "$1" vit_b32_c2_ep5_batch4_2ctx)" "$1" "$2" ${KDPL_OPTS[@]+"${KDPL_OPTS[@]}"} "${@:3}"

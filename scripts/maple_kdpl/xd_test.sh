@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# bash scripts/maple_kdpl/xd_test.sh DATASET SEED [KEY VALUE ...]   (the 10 cross-dataset targets, imagenet and
-# imagenetv2/imagenet_sketch/imagenet_a/imagenet_r; tables: python scripts/parse_results.py --xd|--dg $OUT)
+# bash scripts/maple_kdpl/xd_test.sh DATASET SEED [KEY VALUE ...]
+# Evaluates the xd_train.sh run on DATASET (cross-dataset targets, imagenetv2/imagenet_sketch/imagenet_a/imagenet_r);
+# tables: python scripts/parse_results.py --xd|--dg $OUT.
 source "$(dirname "$0")/_common.sh"
-xd_test MaPLe_KDPL "$CFG" "$1" "$2" "$LOADEP" "${@:3}"
+need_args 2 "$@"
+xd_test MaPLe_KDPL "$(cfg_for MaPLe_KDPL "${SOURCE:-${DATASET:-imagenet}}" vit_b32_c2_ep5_batch4_2ctx)" "$1" "$2" ${KDPL_OPTS[@]+"${KDPL_OPTS[@]}"} "${@:3}"

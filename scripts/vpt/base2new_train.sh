@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/vpt/base2new_train.sh DATASET SEED [KEY VALUE ...]   (CFG=vit_b32_c2_ep5_batch4_4 by default; DATA, SHOTS, OUT)
+# bash scripts/vpt/base2new_train.sh DATASET SEED [KEY VALUE ...]
+# Trains on the base classes. CFG, DATA, SHOTS, OUT from the environment (scripts/lib/protocols.sh).
 source "$(dirname "$0")/../lib/protocols.sh"
-b2n_train VPT "${CFG:-vit_b32_c2_ep5_batch4_4}" "$1" "$2" "${@:3}"
+need_args 2 "$@"
+b2n_train VPT "$(cfg_for VPT "$1" vit_b32_c2_ep5_batch4_4)" "$1" "$2" "${@:3}"

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# bash scripts/vpt/xd_train.sh SEED [KEY VALUE ...]   (16-shot ImageNet, all classes; CFG=vit_b32_c2_ep5_batch4_4 by default)
+# bash scripts/vpt/xd_train.sh SEED [KEY VALUE ...]
+# Trains on all classes of the source DATASET (imagenet by default; DATASET=toyshapes in the toy world).
 source "$(dirname "$0")/../lib/protocols.sh"
-xd_train VPT "${CFG:-vit_b32_c2_ep5_batch4_4}" "$1" "${@:2}"
+need_args 1 "$@"
+xd_train VPT "$(cfg_for VPT "${DATASET:-imagenet}" vit_b32_c2_ep5_batch4_4)" "$1" "${@:2}"
