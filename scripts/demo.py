@@ -1,6 +1,6 @@
 """The embedded main job: FDBPL's whole pipeline in the ToyShapes world, on a CPU, in minutes.
 
-    python scripts/demo.py [--quick] [--promptsrc] [--seeds 0 1 2] [--out output/demo] [--data data]
+    python scripts/demo.py [--quick] [--promptsrc] [--baselines] [--seeds 0 1 2] [--out output/demo] [--data data]
 
 1. generate ToyShapes (CoOp layout) and pick the toy teacher/student CLIPs (``models/``),
 2. build one RIL table per seed with the toy teacher (base classes, 16 shots),
@@ -51,6 +51,13 @@ METHODS = {"CoOp": ("CoOp", "CoOp/toyshapes.yaml"), "CoOp_KDPL": ("CoOp_KDPL", "
 PROMPTSRC_METHODS = {"IVLP": ("IVLP", "IVLP/toyshapes.yaml"), "PromptSRC": ("PromptSRC", "PromptSRC/toyshapes.yaml"),
                      "PromptSRC_KDPL": ("PromptSRC_KDPL", "PromptSRC_KDPL/toyshapes.yaml"),
                      "PromptSRC+FDBPL": ("FDBPL", "FDBPL/promptsrc_toyshapes.yaml")}
+# --baselines: the rest of the paper's comparison (CoCoOp, VPT, MaPLe, their KDPL variants, FDBPL on CoCoOp)
+BASELINE_METHODS = {"CoCoOp": ("CoCoOp", "CoCoOp/toyshapes.yaml"), "VPT": ("VPT", "VPT/toyshapes.yaml"),
+                    "MaPLe": ("MaPLe", "MaPLe/toyshapes.yaml"),
+                    "CoCoOp_KDPL": ("CoCoOp_KDPL", "CoCoOp_KDPL/toyshapes.yaml"),
+                    "VPT_KDPL": ("VPT_KDPL", "VPT_KDPL/toyshapes.yaml"),
+                    "MaPLe_KDPL": ("MaPLe_KDPL", "MaPLe_KDPL/toyshapes.yaml"),
+                    "CoCoOp+FDBPL": ("FDBPL", "FDBPL/cocoop_toyshapes.yaml")}
 
 
 def log(msg):
@@ -127,7 +134,8 @@ class Demo:
         self.shots = 4 if self.quick else 16
         self.crops = 8 if self.quick else args.num_crops
         self.epochs = ["OPTIM.MAX_EPOCH", "2"] if self.quick else []
-        self.methods = dict(METHODS, **(PROMPTSRC_METHODS if args.promptsrc else {}))
+        self.methods = dict(METHODS, **(PROMPTSRC_METHODS if args.promptsrc else {}),
+                            **(BASELINE_METHODS if args.baselines else {}))
         self.acc = {}
         # wall times survive a resumed demo: {"train": {method: {seed: s}}, "ril": {seed: s}}
         self.timing_file = osp.join(self.out, "timings.json")
@@ -333,6 +341,8 @@ def main(argv=None):
     p.add_argument("--num-crops", type=int, default=64, help="RIL crops per image (the paper uses 500)")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--workers", type=int, default=0, help="DATALOADER.NUM_WORKERS for the training runs")
+    p.add_argument("--baselines", action="store_true",
+                   help="also run CoCoOp, VPT, MaPLe, their KDPL variants and FDBPL on CoCoOp")
     p.add_argument("--promptsrc", action="store_true",
                    help="also run IVLP, PromptSRC, PromptSRC_KDPL and FDBPL on PromptSRC (about twice the time)")
     args = p.parse_args(argv)
