@@ -44,6 +44,7 @@ NOT_RUN = {
     "python -m ril_tools.*": "names the family; its members are run in the blocks",
     "python scripts/parse_results.py --xd": "names the option; tests/test_promptsrc_tables.py runs --xd and --dg",
     "bash scripts/demo.sh --promptsrc": "the full demo takes half an hour; test_demo runs its code path (--quick)",
+    "bash scripts/demo.sh --baselines": "seven more methods over three seeds; their trainers' own tests run each",
     "bash scripts/fdbpl/toy_ablation.sh": "15 runs of about a minute each",
     "python -m benchmarks.train_step --batch-size 32": "a ViT-L/14 speed measurement (needs the real weights)",
     "python scripts/parse_results.py --base2new output/ablation/base2new": "reads toy_ablation.sh's output",
