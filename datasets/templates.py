@@ -11,7 +11,9 @@
   two lists cannot drift apart.
 
 ``format_template(template, classname)`` fills a template the way CoOp does: underscores in the class
-name become spaces first.
+name become spaces first. ``class_prompts(template, classnames)`` does it for a class list; every text path
+(prompt learners, zero-shot classifiers, teachers, toy models) builds its prompt strings with it, so the
+name rule lives in one place.
 """
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "IMAGENET_TEMPLATES",
     "IMAGENET_TEMPLATES_SELECT",
     "PROMPTSRC_TEMPLATES",
+    "class_prompts",
     "format_template",
     "get_custom_template",
 ]
@@ -144,6 +147,11 @@ PROMPTSRC_TEMPLATES = [_PHOTO] + [t for t in IMAGENET_TEMPLATES[:60] if t != _PH
 def format_template(template, classname):
     """Fill ``template``'s ``{}`` with ``classname``, underscores replaced by spaces (CoOp's rule)."""
     return template.format(classname.replace("_", " "))
+
+
+def class_prompts(template, classnames):
+    """One prompt string per class: ``template``'s ``{}`` filled with each name by :func:`format_template`."""
+    return [format_template(template, c) for c in classnames]
 
 
 def get_custom_template(dataset_name):
