@@ -11,7 +11,9 @@
   two lists cannot drift apart.
 
 ``format_template(template, classname)`` fills a template the way CoOp does: underscores in the class
-name become spaces first; ``class_prompts(template, classnames)`` does it for a whole class list.
+name become spaces first. ``class_prompts(template, classnames)`` does it for a class list; every text path
+(prompt learners, zero-shot classifiers, teachers, toy models) builds its prompt strings with it, so the
+name rule lives in one place.
 """
 
 __all__ = [
@@ -148,8 +150,8 @@ def format_template(template, classname):
 
 
 def class_prompts(template, classnames):
-    """The prompt of every class, in order: ``format_template(template, name)`` for each name."""
-    return [format_template(template, name) for name in classnames]
+    """One prompt string per class: ``template``'s ``{}`` filled with each name by :func:`format_template`."""
+    return [format_template(template, c) for c in classnames]
 
 
 def get_custom_template(dataset_name):

@@ -189,6 +189,10 @@ def _method_defaults(c):
         LAMBDA_DIFF2=0.1,
         ALPHA=1.0,
         DELTA=0.0,
+        DIFF1_FORM="paper",  # paper (Eq. 13 as printed) | mirrored (ablation: roles of w and 1 - w swapped)
+        # True: L_neg also moves the vision prompts it shares with L_pos (BASE PromptSRC); False keeps L_neg on the
+        # negative prompts only, as the paper trains it independently of L_pos
+        NEG_GRAD_TO_VISION=False,
         TOPK=0,  # 0 accepts the table's K; otherwise the table must have been built with this K
         PREC="fp16",
         CHECK_IMAGE_HASH=False,  # hash every image file read against the table's fingerprint (~1 GB/s BLAKE2b)

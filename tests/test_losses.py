@@ -155,6 +155,67 @@ def test_first_order_zero_difference_is_finite():
     assert torch.isfinite(f.grad).all() and torch.isfinite(tp.grad).all()
 
 
+def ref_diff1_mirrored(f, tp, tn, y, w, alpha):
+    """Eq. 13 with w and 1 - w swapped (alpha still on the high-information term), written out per crop."""
+    total = 0.0
+    for i in range(len(y)):
+        s1 = np_cos(f[i], tp[y[i]] - tn[y[i]])
+        total += alpha * w[i] * s1 + (1 - w[i]) * (1 - s1)
+    return -total / len(y)
+
+
+def test_first_order_mirrored_known_answer(batch):
+    f, tp, tn, y, w = batch
+    for alpha in (1.0, 0.3):
+        expect = ref_diff1_mirrored(f, tp, tn, y, w, alpha)
+        got = L.first_order_difference_loss(t64(f), t64(tp), t64(tn), torch.tensor(y), t64(w), alpha,
+                                             form="mirrored")
+        assert got.item() == pytest.approx(expect, rel=1e-12)
+        assert got.item() != pytest.approx(ref_diff1(f, tp, tn, y, w, alpha), rel=1e-3)  # not the paper form
+
+
+def test_first_order_mirrored_sign_convention():
+    """Mirrored: a high-information crop (w=1) on the D1 direction gets the lowest loss (-alpha), a
+    low-information one (w=0) the highest (0); the printed form does the opposite."""
+    tp, tn = t64([[1.0, 0.0]]), t64([[0.0, 1.0]])
+    f = t64([[1.0, -1.0]]) / math.sqrt(2)  # S1 = 1
+    y = torch.tensor([0])
+    mirrored = lambda x, w, a: L.first_order_difference_loss(x, tp, tn, y, t64([w]), a, form="mirrored")  # noqa
+    assert mirrored(f, 1.0, 1.0).item() == pytest.approx(-1.0)
+    assert mirrored(f, 0.0, 1.0).item() == pytest.approx(0.0)
+    assert mirrored(-f, 0.0, 0.5).item() == pytest.approx(-2.0)  # S1 = -1: -(1 - (-1))
+    assert mirrored(f, 1.0, 0.5).item() == pytest.approx(-0.5)
+    # gradient direction: the mirrored loss pulls a high-information crop towards D1 (dL/dS1 < 0)
+    g = t64([[0.6, 0.8]], True)
+    mirrored(g, 1.0, 1.0).backward()
+    d1 = np.array([1.0, -1.0]) / math.sqrt(2)
+    assert float(g.grad[0].numpy() @ d1) < 0
+
+
+def test_first_order_mirrored_gradcheck(batch):
+    f, tp, tn, y, w = batch
+    args = (t64(f, True), t64(tp, True), t64(tn, True))
+    fn = lambda a, b, c: L.first_order_difference_loss(a, b, c, torch.tensor(y), t64(w), 0.7,  # noqa: E731
+                                                       form="mirrored")
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_first_order_unknown_form_is_a_config_error(batch):
+    f, tp, tn, y, w = batch
+    with pytest.raises(ConfigError, match="DIFF1_FORM 'flipped' is not one of paper, mirrored"):
+        L.first_order_difference_loss(t64(f), t64(tp), t64(tn), torch.tensor(y), t64(w), 1.0, form="flipped")
+
+
+def test_total_loss_passes_the_diff1_form(batch):
+    f, tp, tn, y, w = batch
+    t = np.full((5, 3), 0.1)
+    t[np.arange(5), y] += 0.7
+    lp = t64(np.zeros((5, 3)))
+    out = L.fdbpl_total_loss(lp, lp, t64(t), t64(w), t64(f), t64(tp), t64(tn), lambda_neg=0.0,
+                             lambda_diff1=1.0, lambda_diff2=0.0, alpha=0.7, delta=0.0, diff1_form="mirrored")
+    assert out.loss_diff1.item() == pytest.approx(ref_diff1_mirrored(f, tp, tn, y, w, 0.7), rel=1e-12)
+
+
 # ----------------------------------------------------------------------------------------------- Eq. 14-16
 def test_second_order_similarity_known_answer(batch):
     f, tp, tn, y, _ = batch

@@ -22,7 +22,7 @@ from engine.utils import compute_accuracy
 from trainers.base import ClipPromptTrainer, normalize
 from trainers.coop import coop_prompt_learner
 from trainers.fdbpl_data import LABEL_MODES, build_ril_loader, open_ril_table, teacher_targets
-from trainers.losses import fdbpl_total_loss
+from trainers.losses import DIFF1_FORMS, fdbpl_total_loss
 
 __all__ = ["FDBPL", "DualPromptLearner", "BASES"]
 
@@ -116,6 +116,8 @@ class FDBPL(ClipPromptTrainer):
                               f"{node.BASE} trains vision prompts, so set TRAINER.FDBPL.CACHED_FEATURES False")
         if node.LABEL_MODE not in LABEL_MODES:
             raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {node.LABEL_MODE!r} is not one of {', '.join(LABEL_MODES)}")
+        if node.DIFF1_FORM not in DIFF1_FORMS:
+            raise ConfigError(f"TRAINER.FDBPL.DIFF1_FORM {node.DIFF1_FORM!r} is not one of {', '.join(DIFF1_FORMS)}")
         for key in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2", "ALPHA"):
             if float(node[key]) < 0:
                 raise ConfigError(f"TRAINER.FDBPL.{key} is {node[key]}; it must be >= 0 (0 switches the term off)")
@@ -196,12 +198,15 @@ class FDBPL(ClipPromptTrainer):
         scale = self.model.logit_scale.exp()
         logits_pos = scale * img @ txt_pos.t().to(img.dtype)
         use_neg_logits = txt_neg is not None and float(node.LAMBDA_NEG) != 0
-        logits_neg = scale * img @ txt_neg.t().to(img.dtype) if use_neg_logits else None
+        # The paper trains L_neg independently of L_pos: by default its image features are constants, so L_neg
+        # reaches only the negative prompts, never vision prompts that inference uses (BASE PromptSRC).
+        img_neg = img if node.NEG_GRAD_TO_VISION else img.detach()
+        logits_neg = scale * img_neg @ txt_neg.t().to(img.dtype) if use_neg_logits else None
         losses = fdbpl_total_loss(
             logits_pos, logits_neg, teacher_probs, w, img, txt_pos, txt_neg,
             lambda_neg=float(node.LAMBDA_NEG), lambda_diff1=float(node.LAMBDA_DIFF1),
             lambda_diff2=float(node.LAMBDA_DIFF2), alpha=float(node.ALPHA), delta=float(node.DELTA),
-            labels=labels)
+            labels=labels, diff1_form=node.DIFF1_FORM)
         return img, txt_pos, logits_pos, losses
 
     @staticmethod

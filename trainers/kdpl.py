@@ -108,8 +108,7 @@ class ConceptPrompts(nn.Module):
                               "(a class-specific or repositioned context has no meaning for arbitrary concepts)")
         object.__setattr__(self, "_learner", learner)  # not submodules: no duplicate parameters
         object.__setattr__(self, "_token_embedding", token_embedding)
-        prompts = [f"{learner.prompt_prefix} {str(n).replace('_', ' ')}." for n in names]
-        tokens = tokenize(prompts, learner.context_length)
+        tokens = tokenize(learner.prompt_texts(names), learner.context_length)
         self.seq_len = int(tokens.argmax(-1).max()) + 1  # last EOT over all concepts: no per-step sync
         self.register_buffer("tokens", tokens.to(learner.ctx.device), persistent=False)
 

@@ -25,6 +25,8 @@ from torch import Tensor
 from engine.errors import ConfigError
 
 EPS = 1e-8
+# Eq. 13's direction: "paper" as printed, "mirrored" with the roles of w and 1 - w swapped (an ablation)
+DIFF1_FORMS = ("paper", "mirrored")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -101,17 +103,23 @@ def first_order_difference(text_pos: Tensor, text_neg: Tensor) -> Tensor:
 
 
 def first_order_difference_loss(image_features: Tensor, text_pos: Tensor, text_neg: Tensor,
-                                labels: Tensor, w: Tensor, alpha: float) -> Tensor:
+                                labels: Tensor, w: Tensor, alpha: float, form: str = "paper") -> Tensor:
     """Prompt-cascaded difference loss, first order, FDBPL Eq. 11-13.
 
     D1_c = g_pos_c - g_neg_c (Eq. 11);  S1_i = cos(f_i, D1_{y_i}) (Eq. 12, y_i = argmax of the teacher label);
-    L = -(1/N) sum_i [ (1 - w_i) S1_i + alpha w_i (1 - S1_i) ] (Eq. 13).
-    Minimising it raises S1 for low-information regions and lowers it for high-information ones (the
-    paper's Fig. 7a). A zero D1_c gives S1 = 0, not NaN.
 
+    * ``form="paper"`` (Eq. 13 as printed): L = -(1/N) sum_i [ (1 - w_i) S1_i + alpha w_i (1 - S1_i) ].
+      Minimising it raises S1 for low-information regions and lowers it for high-information ones (the
+      paper's Fig. 7a), i.e. it pulls the crops that carry the class away from their positive prompt.
+    * ``form="mirrored"`` (an ablation, not in the paper): L = -(1/N) sum_i [ alpha w_i S1_i + (1 - w_i)(1 - S1_i) ],
+      which raises S1 for high-information regions and lowers it for low-information ones.
+
+    In both forms ``alpha`` weights the high-information term. A zero D1_c gives S1 = 0, not NaN.
     image_features [N, D], text_pos / text_neg [C, D], labels [N] (long), w [N].
     Half-precision inputs are computed in float32, result float32.
     """
+    if form not in DIFF1_FORMS:
+        raise ConfigError(f"TRAINER.FDBPL.DIFF1_FORM {form!r} is not one of {', '.join(DIFF1_FORMS)}")
     dtype = _compute_dtype(image_features, text_pos, text_neg)
     n = image_features.shape[0]
     _check_batch("labels", labels, n)
@@ -119,6 +127,8 @@ def first_order_difference_loss(image_features: Tensor, text_pos: Tensor, text_n
     d1 = _normalize(first_order_difference(text_pos.to(dtype), text_neg.to(dtype)))
     s1 = (f * d1[labels]).sum(dim=-1)  # [N]
     w = _weights(w, n, dtype)
+    if form == "mirrored":
+        return -(alpha * w * s1 + (1.0 - w) * (1.0 - s1)).sum() / n
     return -((1.0 - w) * s1 + alpha * w * (1.0 - s1)).sum() / n
 
 
@@ -185,10 +195,11 @@ class FdbplLosses:
 def fdbpl_total_loss(logits_pos: Tensor, logits_neg: Tensor, teacher_probs: Tensor, w: Tensor,
                      image_features: Tensor, text_pos: Tensor, text_neg: Tensor, *,
                      lambda_neg: float, lambda_diff1: float, lambda_diff2: float,
-                     alpha: float, delta: float, labels: Tensor = None) -> FdbplLosses:
+                     alpha: float, delta: float, labels: Tensor = None, diff1_form: str = "paper") -> FdbplLosses:
     """FDBPL Eq. 17: L = L_pos + lambda_neg L_neg + lambda_diff1 L_diff1 + lambda_diff2 L_diff2.
 
-    ``labels`` defaults to argmax of ``teacher_probs`` (the pseudo-hard label y_i of Eq. 12 and 16).
+    ``labels`` defaults to argmax of ``teacher_probs`` (the pseudo-hard label y_i of Eq. 12 and 16);
+    ``diff1_form`` picks Eq. 13's direction (:func:`first_order_difference_loss`).
     A component whose lambda is 0 is not computed (saves the work) and is reported as 0.
     """
     loss_pos = positive_loss(logits_pos, teacher_probs, w)
@@ -196,7 +207,7 @@ def fdbpl_total_loss(logits_pos: Tensor, logits_neg: Tensor, teacher_probs: Tens
     if labels is None and (lambda_diff1 != 0 or lambda_diff2 != 0):
         labels = teacher_probs.detach().argmax(dim=-1)
     loss_neg = negative_loss(logits_neg, w) if lambda_neg != 0 else zero
-    loss_diff1 = (first_order_difference_loss(image_features, text_pos, text_neg, labels, w, alpha)
+    loss_diff1 = (first_order_difference_loss(image_features, text_pos, text_neg, labels, w, alpha, diff1_form)
                   if lambda_diff1 != 0 else zero)
     loss_diff2 = (second_order_difference_loss(image_features, text_pos, text_neg, labels, w, delta)
                   if lambda_diff2 != 0 else zero)

@@ -15,6 +15,7 @@ for the current class list, which is how base-trained prompts are evaluated on n
 import torch
 from torch import nn
 
+from datasets import templates as prompt_templates
 from engine.errors import ConfigError
 from trainers.clip_backend import bpe_encode, context_length_of, tokenize
 
@@ -86,16 +87,25 @@ class CoOpPromptLearner(nn.Module):
         """Buffer names (relative to this module) a checkpoint loader must drop before loading."""
         return ["token_prefix", "token_suffix"]
 
+    def prompt_texts(self, classnames):
+        """The prompt text per class, ``"<prompt_prefix> <name>."``, whose context tokens ``ctx`` replaces.
+
+        Built by the project's one prompt function, so a learned prompt sees the same class-name tokens as
+        the hand-written prompts of the zero-shot classifiers and the teachers.
+        """
+        prefix = self.prompt_prefix.replace("{", "{{").replace("}", "}}")  # a literal, not a format field
+        return prompt_templates.class_prompts(prefix + " {}.", [str(c) for c in classnames])
+
     def set_classnames(self, classnames):
         """Rebuild the class-dependent buffers for ``classnames`` (e.g. to evaluate on new classes)."""
-        classnames = [str(c).replace("_", " ") for c in classnames]
+        prompts = self.prompt_texts(classnames)
+        classnames = prompt_templates.class_prompts("{}", [str(c) for c in classnames])
         if not classnames:
             raise ConfigError("the prompt learner needs at least one class name")
         if self.ctx.dim() == 3 and self.ctx.shape[0] != len(classnames):
             raise ConfigError(f"class-specific context (CSC) was learned for {self.ctx.shape[0]} classes and "
                               f"cannot be used with {len(classnames)}; CSC prompts do not transfer to other classes")
         device = self.ctx.device
-        prompts = [f"{self.prompt_prefix} {name}." for name in classnames]
         tokenized = tokenize(prompts, self.context_length)
         emb_device = self._token_embedding.weight.device
         with torch.no_grad():

@@ -22,6 +22,7 @@ in fp16); only the prompt learner is registered (slot ``VLPromptLearner``), so c
 import torch
 import torch.nn.functional as F
 
+from datasets import templates as prompt_templates
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
 from trainers.base import ClipPromptTrainer, normalize
@@ -44,10 +45,9 @@ def template_text_features(encoder, classnames, templates, device, batch_size=50
     """
     encoder = encoder if isinstance(encoder, TextEncoder) else TextEncoder(encoder)
     context_length = int(encoder.positional_embedding.shape[0])
-    names = [c.replace("_", " ") for c in classnames]
     total = None
     for template in templates:
-        prompts = [template.format(name) for name in names]
+        prompts = prompt_templates.class_prompts(template, classnames)
         feats = []
         for i in range(0, len(prompts), batch_size):
             tokens = tokenize(prompts[i:i + batch_size], context_length).to(device)

@@ -9,6 +9,10 @@ against the RIL table's soft labels) in place of PromptSRC's cross-entropy, plus
 self-regularisation of the POSITIVE branch (the one used for inference; the negative prompts are meant to
 move away from the class descriptions) and GPA over all the learnable prompts.
 
+L_neg (Eq. 10) reaches only the negative text prompts: its image features are detached, because the paper
+trains L_neg independently of L_pos and the shared vision prompts are used at inference.
+``TRAINER.FDBPL.NEG_GRAD_TO_VISION True`` lets it move the vision prompts too (the earlier behaviour).
+
 :class:`trainers.fdbpl.FDBPL` builds this class when BASE is PromptSRC; data (RIL replay), checks and
 evaluation are FDBPL's.
 """

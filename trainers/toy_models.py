@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from datasets import templates as prompt_templates
 from engine.errors import DatasetError
 from trainers.clip_backend import EOT_ID, SOT_ID, bpe_encode, save_clip_file, tokenize
 
@@ -53,7 +54,7 @@ def captions(classname, template_set):
     """All captions of ``classname`` ("<colour> <shape>") under the named template set."""
     if template_set not in TEMPLATE_SETS:
         raise KeyError(f"unknown template set {template_set!r}; known: {', '.join(TEMPLATE_SETS)}")
-    colour, shape = classname.split(" ", 1)
+    colour, shape = prompt_templates.class_prompts("{}", [classname])[0].split(" ", 1)
     return [t.format(c=colour, s=shape) for t in TEMPLATE_SETS[template_set]]
 
 
@@ -134,9 +135,9 @@ def encode_images(model, images_uint8, batch_size=256):
 
 @torch.no_grad()
 def class_text_features(model, classnames, template="a photo of a {}."):
-    """L2-normalised text features, one per class, of ``template.format(classname)``."""
+    """L2-normalised text features, one per class, of the prompts ``class_prompts(template, classnames)``."""
     ctx = int(model.positional_embedding.shape[0])
-    tokens = tokenize([template.format(name) for name in classnames], ctx)
+    tokens = tokenize(prompt_templates.class_prompts(template, classnames), ctx)
     return F.normalize(model.encode_text(tokens), dim=-1)
 
 

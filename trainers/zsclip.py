@@ -1,6 +1,7 @@
 """Zero-shot CLIP: hand-written prompts, no training (CoOp's ``ZeroshotCLIP`` and ``ZeroshotCLIP2``)."""
 import torch
 
+from datasets import templates as prompt_templates
 from engine.registry import TRAINER_REGISTRY
 from trainers.base import ClipPromptTrainer, normalize
 from trainers.clip_backend import tokenize
@@ -14,7 +15,7 @@ def zero_shot_text_features(clip_model, classnames, templates, device, batch_siz
     per_template = []
     with torch.no_grad():
         for template in templates:
-            prompts = [template.format(c.replace("_", " ")) for c in classnames]
+            prompts = prompt_templates.class_prompts(template, classnames)
             feats = []
             for i in range(0, len(prompts), batch_size):
                 tokens = tokenize(prompts[i:i + batch_size], context_length).to(device)
@@ -36,7 +37,8 @@ class ZeroshotCLIP(ClipPromptTrainer):
     def build_model(self):
         clip_model = self.load_clip_model().to(self.device)
         templates = self.templates()
-        print(f"Prompts: {[t.format(c.replace('_', ' ')) for t in templates for c in self.dm.dataset.classnames][:8]}"
+        names = self.dm.dataset.classnames
+        print(f"Prompts: {[p for t in templates for p in prompt_templates.class_prompts(t, names)][:8]}"
               f"{' ...' if len(self.dm.dataset.classnames) * len(templates) > 8 else ''}")
         self.text_features = zero_shot_text_features(clip_model, self.dm.dataset.classnames, templates, self.device)
         self.image_encoder = ImageEncoder(clip_model)
