@@ -9,7 +9,6 @@ rule changes, so a path that formats names itself (``template.format(c)``) fails
 """
 
 import pytest
-import torch
 
 from datasets import templates
 from datasets.templates import CUSTOM_TEMPLATES, class_prompts, format_template
