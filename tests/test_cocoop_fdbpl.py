@@ -12,7 +12,7 @@ import train
 from engine.logger import close_logger
 from engine.results import parse_log
 from engine.trainer import build_trainer
-from tests.test_fdbpl_data import REPO, fdbpl_world
+from tests.fixtures.fdbpl_world import REPO
 from trainers.base import normalize
 from trainers.cocoop_fdbpl import FDBPLCoCoOp, per_image_second_order_loss
 from trainers.losses import fdbpl_total_loss
@@ -31,8 +31,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)  # tiny student, tiny teacher, RIL table for 2-shot base
+def world(fdbpl_world):
+    return fdbpl_world  # tiny student, tiny teacher, RIL table for 2-shot base
 
 
 def args_for(world, out, *extra, flags=()):

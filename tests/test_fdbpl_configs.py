@@ -13,7 +13,7 @@ from engine.config import get_cfg_default, merge_cfg_file, merge_cfg_opts
 from engine.errors import RilError
 from engine.trainer import build_trainer
 from tests.test_fdbpl import TOY_YAML
-from tests.test_fdbpl_data import REPO, fdbpl_world
+from tests.fixtures.fdbpl_world import REPO
 from trainers.fdbpl_data import LABEL_MODES
 
 FDBPL_DIR = os.path.join(REPO, "configs", "trainers", "FDBPL")
@@ -22,8 +22,8 @@ PAPER = {"vit_b32_ep50_paper.yaml": "ViT-B/32", "vit_b16_ep50_paper.yaml": "ViT-
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)
+def world(fdbpl_world):
+    return fdbpl_world
 
 
 def merged(path, *opts):
@@ -65,8 +65,9 @@ def test_paper_table_settings_are_the_build_defaults():
     assert (args.num_crops, args.topk, args.teacher, args.label_kind) == (500, 20, "ViT-L/14", "topk")
     with open(os.path.join(REPO, "scripts", "fdbpl", "common.sh")) as f:
         text = f.read()
-    defaults = dict(re.findall(r"^(NUM_CROPS|TOPK|TEACHER|LABEL_KIND)=\$\{\w+:-([^}]*)\}$", text, re.M))
-    assert defaults == {"NUM_CROPS": "500", "TOPK": "20", "TEACHER": "ViT-L/14", "LABEL_KIND": "topk"}
+    # the scripts' defaults for real datasets (the toy world has its own, on another line)
+    defaults = set(re.findall(r"\b(NUM_CROPS|TOPK|TEACHER|LABEL_KIND)=\$\{\w+:-([^}]*)\}", text))
+    assert {("NUM_CROPS", "500"), ("TOPK", "20"), ("TEACHER", "ViT-L/14"), ("LABEL_KIND", "topk")} <= defaults
 
 
 def paper_trainer(world, out, *opts):

@@ -10,7 +10,6 @@ import train
 from engine.errors import ConfigError
 from engine.trainer import build_trainer
 from tests.test_fdbpl import fdbpl_args
-from tests.test_fdbpl_data import fdbpl_world
 from tests.test_promptsrc_variants import fdbpl_src_args
 from trainers.losses import fdbpl_total_loss
 
@@ -29,8 +28,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return fdbpl_world(tmp_path_factory)
+def world(fdbpl_world):
+    return fdbpl_world
 
 
 def first_batch(trainer):
