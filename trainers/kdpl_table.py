@@ -72,6 +72,7 @@ class RilTeacherMixin:
         seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
         self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, seed)
         self.concept_names, self.k_max = list(self.dm.dataset.classnames), None
+        self.on_teacher_ready(self.concept_names)  # the same hook as with an online teacher
         t = self.ril_table
         print(f"KDPL teacher from RIL table {t.path}: {t.num_images} images x {t.num_crops} crops, K={t.k}, "
               f"teacher {t.teacher.get('name')} (not loaded); labels densified as {cfg.TRAINER.KDPL.LABEL_MODE}")

@@ -26,12 +26,14 @@ timed() {  # DIR COMMAND...: run unless DIR/log.txt has a result, write the wall
 }
 timed "$teacher" "$PY" train.py "${DATA[@]}" --trainer PromptSRC --config-file configs/trainers/PromptSRC/toyshapes.yaml \
   --output-dir "$teacher" MODEL.BACKBONE.NAME models/toy_teacher.pt DATASET.NUM_SHOTS "$TEACHER_SHOTS" DATASET.SUBSAMPLE_CLASSES base
-PKD=("${DATA[@]}" --trainer PromptKD --config-file configs/trainers/PromptKD/toyshapes.yaml MODEL.BACKBONE.NAME models/toy_student.pt)
-timed "$student" "$PY" train.py "${PKD[@]}" --output-dir "$student" TRAINER.PROMPTKD.TEACHER_CKPT "$teacher" "$@"
+PKD=("${DATA[@]}" --trainer PromptKD --config-file configs/trainers/PromptKD/toyshapes.yaml)  # flags before KEY VALUE opts
+timed "$student" "$PY" train.py "${PKD[@]}" --output-dir "$student" MODEL.BACKBONE.NAME models/toy_student.pt \
+  TRAINER.PROMPTKD.TEACHER_CKPT "$teacher" "$@"
 for sub in base new; do
   dir=$OUT/t$TEACHER_SHOTS/test_$sub/seed$SEED
   grep -qs "^\* accuracy" "$dir/log.txt" ||
-    "$PY" train.py "${PKD[@]}" --output-dir "$dir" --model-dir "$student" --eval-only DATASET.SUBSAMPLE_CLASSES "$sub" > /dev/null
+    "$PY" train.py "${PKD[@]}" --output-dir "$dir" --model-dir "$student" --eval-only \
+      MODEL.BACKBONE.NAME models/toy_student.pt DATASET.SUBSAMPLE_CLASSES "$sub" > /dev/null
 done
 printf "teacher PromptSRC ($TEACHER_SHOTS-shot base): base %s  (train wall %s s)\n" \
   "$(grep '^\* accuracy' "$teacher/log.txt" | tail -1 | awk '{print $3}')" "$(cat "$teacher/wall_s.txt")"
