@@ -77,7 +77,15 @@ def test_defaults_are_fresh_each_call():
 
 @pytest.mark.parametrize("path", ALL_YAMLS, ids=[os.path.relpath(p, REPO) for p in ALL_YAMLS])
 def test_every_shipped_yaml_merges(path):
+    import importlib
+
+    from engine.discovery import import_plugins
+
     cfg = get_cfg_default()
+    for module_name in import_plugins():  # as engine.cli.setup_cfg: plugin nodes (e.g. TRAINER.PROMPTKD) first
+        extend = getattr(importlib.import_module(module_name), "extend_cfg", None)
+        if callable(extend):
+            extend(cfg)
     merge_cfg_file(cfg, path)
 
 

@@ -277,7 +277,7 @@ def _list_difference(what, old, new):
     return ""
 
 
-def _table_problems(table, cfg, classnames, image_list):
+def _table_problems(table, cfg, classnames, image_list, node="FDBPL"):
     """Human-readable differences between the table and this run (empty list when it matches)."""
     from datasets.templates import class_prompts
 
@@ -311,12 +311,12 @@ def _table_problems(table, cfg, classnames, image_list):
             p, s = changed[0]
             problems.append(f"{len(changed)} training image files differ in size (e.g. {p!r}: "
                             f"{sizes[ids[p]]} bytes in the table, {s} now; were images replaced?)")
-    mode, num_classes = cfg.TRAINER.FDBPL.LABEL_MODE, len(classnames)
+    mode, num_classes = cfg.TRAINER[node].LABEL_MODE, len(classnames)
     if mode == "full" and table.k != num_classes:
         problems.append(f"LABEL_MODE full needs all {num_classes} classes stored but the table keeps top-K={table.k}")
-    wanted_k = int(cfg.TRAINER.FDBPL.TOPK)  # 0 accepts the table's K
+    wanted_k = int(cfg.TRAINER[node].get("TOPK", 0))  # 0 accepts the table's K
     if wanted_k and mode != "full" and wanted_k != table.k:
-        problems.append(f"top-K differs ({table.k} in the table, TRAINER.FDBPL.TOPK {wanted_k})")
+        problems.append(f"top-K differs ({table.k} in the table, TRAINER.{node}.TOPK {wanted_k})")
     if problems:
         info = table.manifest.get("dataset", {})
         problems.append(f"the table was built for {info.get('name')} NUM_SHOTS {info.get('num_shots')} "
@@ -343,20 +343,23 @@ def _readable_manifest(path):
     return kept
 
 
-def open_ril_table(cfg, items, classnames):
-    """Open ``TRAINER.FDBPL.RIL_DIR`` and check it against this run (images, classes, K); returns the table.
+def open_ril_table(cfg, items, classnames, node="FDBPL"):
+    """Open ``TRAINER.<node>.RIL_DIR`` and check it against this run (images, classes, K); returns the table.
+
+    ``node`` is the config node holding RIL_DIR and LABEL_MODE (and optionally TOPK): table-fed KDPL
+    passes "KDPL", so its errors name its own keys.
 
     Empty RIL_DIR -> ConfigError; missing/incomplete/corrupt table or a table for another run -> RilError;
     both name the ``python -m ril_tools.build`` command that makes the right table.
     """
     from ril_tools.reader import RilTable
 
-    path = cfg.TRAINER.FDBPL.RIL_DIR
+    path = cfg.TRAINER[node].RIL_DIR
     if not path:
         example = rebuild_command(cfg, "ril/<dataset>/shots_<N>/seed<S>/<subsample>_vit_l14_M500_K20")
-        raise ConfigError(f"TRAINER.FDBPL.RIL_DIR is empty; FDBPL trains from a prebuilt RIL table: build one with "
+        raise ConfigError(f"TRAINER.{node}.RIL_DIR is empty; FDBPL trains from a prebuilt RIL table: build one with "
                           f"{example} (or bash scripts/fdbpl/build_ril.sh DATASET SEED) and pass "
-                          f"TRAINER.FDBPL.RIL_DIR <that folder>")
+                          f"TRAINER.{node}.RIL_DIR <that folder>")
     if not os.path.isfile(os.path.join(path, fmt.MANIFEST)):
         state = "has no manifest.json (an unfinished build: re-running it resumes)" if os.path.isdir(path) \
             else "does not exist"
@@ -368,14 +371,14 @@ def open_ril_table(cfg, items, classnames):
         # an empty manifest still asks for --overwrite: the folder holds a (bad) table
         raise RilError(f"{exc}; the command that rebuilds it for this run: "
                        f"{rebuild_command(cfg, path, manifest or {})}") from None
-    if cfg.TRAINER.FDBPL.LABEL_MODE not in LABEL_MODES:
-        raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {cfg.TRAINER.FDBPL.LABEL_MODE!r} is not one of "
+    if cfg.TRAINER[node].LABEL_MODE not in LABEL_MODES:
+        raise ConfigError(f"TRAINER.{node}.LABEL_MODE {cfg.TRAINER[node].LABEL_MODE!r} is not one of "
                           f"{', '.join(LABEL_MODES)}")
     image_list = training_image_list(items, cfg.DATASET.ROOT)
-    problems = _table_problems(table, cfg, classnames, image_list)
+    problems = _table_problems(table, cfg, classnames, image_list, node)
     if problems:
         raise RilError(f"RIL table {path} does not match this run: {'; '.join(problems)}; point "
-                       f"TRAINER.FDBPL.RIL_DIR at a table that holds this run's images, or rebuild it with: "
+                       f"TRAINER.{node}.RIL_DIR at a table that holds this run's images, or rebuild it with: "
                        f"{rebuild_command(cfg, path, table.manifest)}")
     info = table.manifest.get("dataset", {})
     print(f"RIL table {path}: this run ({cfg.DATASET.NAME} NUM_SHOTS {cfg.DATASET.NUM_SHOTS} seed {cfg.SEED}) "

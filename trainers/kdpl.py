@@ -22,13 +22,14 @@ from engine.utils import compute_accuracy
 from trainers.base import normalize
 from trainers.clip_backend import tokenize
 from trainers.coop import CoOp
+from trainers.kdpl_table import RilTeacherMixin
 from trainers.losses import kdpl_loss
 from trainers.teacher import OnlineTeacher, read_classnames_file, select_concepts, teacher_dtype, teacher_template
 
 __all__ = ["KdplMixin", "ConceptPrompts", "CoOp_KDPL"]
 
 
-class KdplMixin:
+class KdplMixin(RilTeacherMixin):
     """The online teacher of the ``*_KDPL`` trainers; put it before the method's trainer in the bases.
 
     A subclass calls :meth:`check_kdpl_cfg` from ``check_cfg``, may override :meth:`on_teacher_ready`
@@ -49,13 +50,17 @@ class KdplMixin:
             raise ConfigError("TRAINER.KDPL.TEACHER is empty; name a CLIP (e.g. ViT-H-14-quickgelu) or a weight file")
         if node.CLASS_AGNOSTIC and int(node.K_MAX) < 1:
             raise ConfigError(f"TRAINER.KDPL.K_MAX is {node.K_MAX}; it must be >= 1 (KDPL uses 1000)")
+        RilTeacherMixin.check_table_cfg(cfg)
 
     @property
     def class_agnostic(self):
         return bool(self.cfg.TRAINER.KDPL.CLASS_AGNOSTIC)
 
     def before_train(self):
-        self.build_teacher()  # before the clock starts, as KDPL (which loads it in build_model)
+        if self.table_fed:  # TRAINER.KDPL.RIL_DIR: targets replayed from a table, no teacher (kdpl_table.py)
+            self.setup_teacher_table()
+        else:
+            self.build_teacher()  # before the clock starts, as KDPL (which loads it in build_model)
         super().before_train()
 
     def build_teacher(self):
@@ -86,6 +91,8 @@ class KdplMixin:
         ``logit_scale`` is the student's (exp()'d). In class-agnostic mode the logits are restricted to
         the selected concepts and ``indices`` says which (on the device; no host synchronisation).
         """
+        if self.ril_table is not None:
+            return self.table_logits(), None
         logits = self.teacher.logits(image, logit_scale)
         if self.k_max is None:
             return logits, None

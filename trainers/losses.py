@@ -315,3 +315,19 @@ def gpa_weights(mean: float, std: float, num_epochs: int) -> list:
         raise ConfigError(f"TRAINER.PROMPTSRC.GPA_MEAN {mean} is too far from epochs 1..{num_epochs} "
                           f"for GPA_STD {std} (all weights underflow); move GPA_MEAN inside the epoch range")
     return [p / total for p in pdf]
+
+
+# ----------------------------------------------------------------------------------------------- PromptKD
+def promptkd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """PromptKD's distillation loss: T^2 * KL(softmax(t / T) || softmax(s / T)), summed over classes, batch mean.
+
+    Forward KL only (the teacher is a constant). PromptKD's code divides the summed KL by B*C instead of B and
+    compensates with KD_WEIGHT 1000; this is the batch mean, so KD_WEIGHT 1 here = 1000/C there.
+    student_logits / teacher_logits [N, C] (scaled). Half-precision -> float32 result.
+    """
+    dtype = _compute_dtype(student_logits, teacher_logits)
+    n = student_logits.shape[0]
+    _check_batch("teacher_logits", teacher_logits, n)
+    log_s = F.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
+    log_t = F.log_softmax(teacher_logits.detach().to(dtype) / temperature, dim=-1)
+    return (log_t.exp() * (log_t - log_s)).sum() / n * temperature ** 2
