@@ -33,3 +33,14 @@ def _restore_stdout():
     from engine.logger import close_logger
 
     close_logger()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one torch thread: with tiny models, thread overhead dominates on a shared machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -22,12 +22,7 @@ TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
 LAMBDAS = ["TRAINER.FDBPL.LAMBDA_DIFF1", "0.5", "TRAINER.FDBPL.LAMBDA_DIFF2", "0.5"]  # every term counts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: thread overhead dominates on the shared machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ METHODS = {
 SLOTS = {"CoCoOp_KDPL": "prompt_learner", "VPT_KDPL": "prompt_learner", "MaPLe_KDPL": "MultiModalPromptLearner"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: thread overhead dominates on the shared machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
