@@ -76,7 +76,7 @@ def check_images(dataset, source, items, fix="check DATASET.ROOT and that the im
 
 
 class SplitJsonDataset(DatasetBase):
-    """CoOp's common dataset pattern (reference 3.1); subclasses describe only their own files.
+    """CoOp's common dataset pattern; subclasses describe only their own files.
 
     Class attributes a subclass sets:
 

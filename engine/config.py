@@ -40,7 +40,7 @@ def _node(**kwargs):
 
 
 def _dassl_defaults(c):
-    """Dassl's default keys (reference dassl-coop.md section 2.2), same values."""
+    """Dassl's default keys (``dassl/config/defaults.py``), same values."""
     c.VERSION = 1
     c.OUTPUT_DIR = "./output"
     c.RESUME = ""

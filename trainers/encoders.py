@@ -4,7 +4,7 @@ Walking the blocks here (instead of forking a ``clip/model.py`` per method) lets
 replace prompt tokens: CoOp's learned context (input embeddings), PromptSRC/IVLP deep prompts (tokens
 replaced at the start of blocks 1..J-1) and vision prompts appended after the positional embedding.
 
-EOT truncation (DESIGN.md section 7): the text transformer is causal and the feature is read at the EOT
+EOT truncation (docs/DESIGN.md section 7): the text transformer is causal and the feature is read at the EOT
 token, so positions after the last EOT cannot change any feature. :class:`TextEncoder` runs only the
 first ``max(EOT)+1`` positions, which is exact and saves most of the work for short prompts.
 """

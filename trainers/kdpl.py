@@ -1,7 +1,7 @@
 """KDPL: prompt learning by unsupervised knowledge distillation from an online CLIP teacher.
 
 Mistretta et al., "Improving Zero-shot Generalization of Learned Prompts via Unsupervised Knowledge
-Distillation", ECCV 2024 (reference kdpl-promptkd.md section 1). Each training step runs the teacher CLIP
+Distillation", ECCV 2024. Each training step runs the teacher CLIP
 on the student's augmented crops and trains the prompts with 0.5 KL(T||S) + 0.5 KL(S||T) of the two
 softmaxes; the teacher's cosine logits are scaled by the STUDENT's logit scale, and labels are never used.
 

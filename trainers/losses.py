@@ -1,7 +1,7 @@
 """Pure loss functions shared by the trainers.
 
 FDBPL (paper arXiv 2505.18053, section 3; equation numbers are the paper's, the design of record is
-DESIGN.md section 4), KDPL's symmetric KL, and PromptSRC's self-regularisation terms and GPA weights.
+docs/DESIGN.md section 4), KDPL's symmetric KL, and PromptSRC's self-regularisation terms and GPA weights.
 
 Conventions for every function here:
 
@@ -67,7 +67,7 @@ def positive_loss(logits_pos: Tensor, teacher_probs: Tensor, w: Tensor) -> Tenso
 
     L_pos = (1/N) sum_i w_i KL(t_i || p_i),  p_i = softmax(logits_pos_i),
     with t log t = 0 where t = 0 (sparsified MR labels have exact zeros) and log p from ``log_softmax``.
-    The paper writes a plain sum over i; we take the batch mean (DESIGN.md section 4), so the loss does not
+    The paper writes a plain sum over i; we take the batch mean (docs/DESIGN.md section 4), so the loss does not
     scale with the batch size.
 
     logits_pos [N, C] (scaled), teacher_probs [N, C] (rows sum to 1, constant), w [N] in [0, 1].

@@ -1,6 +1,6 @@
 """CoOp's prompt learner: learnable context vectors around frozen class-name token embeddings.
 
-Behaviour follows CoOp (reference dassl-coop.md 4.3), with two deliberate differences:
+Behaviour follows CoOp's ``PromptLearner``, with two deliberate differences:
 
 * with ``ctx_init`` the number of context tokens is the phrase's BPE token count (CoOp counts words,
   which assumes one token per word; the two agree for "a photo of a" and "a photo of no");

@@ -1,5 +1,5 @@
 """IVLP and PromptSRC: deep vision-language prompts, trained with cross-entropy (IVLP) plus self-regularisation
-and Gaussian prompt aggregation (PromptSRC, Khattak et al., ICCV 2023; reference promptsrc-clip.md section 1).
+and Gaussian prompt aggregation (PromptSRC, Khattak et al., ICCV 2023).
 
 PromptSRC's loss, per step on a batch of B images and the C training classes:
 
@@ -12,7 +12,7 @@ learnable prompts are added to a running sum with weight N(e; GPA_MEAN, GPA_STD)
 epochs); after the last epoch that aggregate replaces the prompts, so ``model.pth.tar-<MAX_EPOCH>`` and the
 final test use it.
 
-What differs from PromptSRC, on purpose (reference 1.11): the frozen features come from the SAME CLIP run
+What differs from PromptSRC, on purpose: the frozen features come from the SAME CLIP run
 without prompts (no second and third CLIP copy); the template features are computed once when training
 starts (not for evaluation-only runs); GPA sums only the learnable prompts and its running sum is saved in
 every checkpoint, so a resumed run ends with the same aggregate; fp32 and amp train (PromptSRC trains only

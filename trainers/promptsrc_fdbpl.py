@@ -1,4 +1,4 @@
-"""FDBPL on a PromptSRC base (``--trainer FDBPL`` with ``TRAINER.FDBPL.BASE PromptSRC``; DESIGN.md section 4).
+"""FDBPL on a PromptSRC base (``--trainer FDBPL`` with ``TRAINER.FDBPL.BASE PromptSRC``; docs/DESIGN.md section 4).
 
 The student carries PromptSRC's deep prompts (shapes, depths, CTX_INIT, loss weights and GPA from
 ``TRAINER.PROMPTSRC``). The vision prompts are shared by the two branches, so one image-encoder pass per step

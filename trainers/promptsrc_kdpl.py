@@ -1,6 +1,6 @@
 """PromptSRC_KDPL: PromptSRC whose cross-entropy is replaced by KDPL's distillation from an online CLIP teacher.
 
-As KDPL's ``PromptSRC_KDPL`` (reference kdpl-promptkd.md 1.3, item 5): the task term is
+As KDPL's ``PromptSRC_KDPL`` (KDPL's ``trainers/promptsrc_kdpl.py``): the task term is
 0.5 KL(T||S) + 0.5 KL(S||T) of the teacher's and the student's softmaxes over the training classes (teacher
 cosine logits scaled by the STUDENT's logit scale, labels unused), and PromptSRC's self-regularisation and
 Gaussian prompt aggregation are kept. The teacher is :class:`trainers.teacher.OnlineTeacher`, loaded when

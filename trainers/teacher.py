@@ -1,7 +1,7 @@
 """KDPL's online teacher: a frozen CLIP that scores every training crop against text features computed once.
 
 The ``*_KDPL`` trainers (``trainers/kdpl.py``) run it on the same augmented batch the student sees. Behaviour
-follows KDPL (reference kdpl-promptkd.md section 1), without its known problems:
+follows KDPL's released code, without its known problems:
 
 * text features are computed once, in float32, before the weights are cast for the teacher's precision;
 * the image side runs under no_grad in the teacher's own precision (``TRAINER.KDPL.PREC``: fp16 or bf16

@@ -1,6 +1,6 @@
 """Helpers for the toy world's pretrained CLIPs: captions, image tensors, zero-shot checks, file packing.
 
-The toy world (DESIGN.md section 6) ships two tiny CLIPs pretrained on ToyShapes by
+The toy world (docs/DESIGN.md section 6) ships two tiny CLIPs pretrained on ToyShapes by
 ``scripts/pretrain_toy_clip.py``: a teacher that saw many caption phrasings, and a student that saw only a
 few phrasings, none of them the hand prompt "a photo of a {}." that the downstream methods use. That
 is what leaves room for prompt learning: the student's image features separate the classes, its text side

@@ -1,6 +1,6 @@
 """Independent vision-language deep prompts (IVLP): the prompt learner of IVLP, PromptSRC and their variants.
 
-Layout (reference promptsrc-clip.md 1.3-1.4), with depth J meaning "blocks 0..J-1 see learnable prompts":
+Layout (PromptSRC's and MaPLe's forked ``clip/model.py``), with depth J meaning "blocks 0..J-1 see learnable prompts":
 
 * text: ``ctx`` [n_ctx_text, D] sits at positions 1..n_ctx after SOS (block 0's input, CoOp style), and
   ``deep_text[i-1]`` replaces those positions at the start of block i for i = 1..J_text-1;

@@ -1,6 +1,6 @@
 """``DatasetBase``: the train/val/test lists of Datums a dataset module builds, and CoOp's few-shot sampler.
 
-Same names and behaviour as Dassl's ``DatasetBase`` (reference dassl-coop.md section 1.6): class names
+Same names and behaviour as Dassl's ``DatasetBase``: class names
 come only from ``train_x``, ``num_classes`` is ``max(label) + 1``, and ``generate_fewshot_dataset`` draws
 with Python's global ``random`` in Dassl's order, so a given ``SEED`` picks the same images as CoOp.
 """

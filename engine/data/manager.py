@@ -1,6 +1,6 @@
 """``DataManager``: dataset + transforms + loaders, and the ``DatasetWrapper`` that reads one image.
 
-Dassl's interface (reference section 1.6) with three fixes: ``drop_last`` is never set, so no few-shot
+Dassl's interface with three fixes: ``drop_last`` is never set, so no few-shot
 image is skipped (PromptSRC #22: EuroSAT 1-shot at batch 4 trained on 8 of 10 images); an empty split
 raises DatasetError naming the dataset folder and the split instead of a bare ``assert``; an image
 that cannot be read raises DatasetError naming the file, also from a loader worker process.

@@ -1,6 +1,6 @@
 """CoOp's split logic, written once: split JSON read/write, random splits, base/new subsets, few-shot cache.
 
-Every CoOp dataset file repeats the same steps (reference dassl-coop.md section 3.1):
+Every CoOp dataset file repeats the same steps (CoOp's ``datasets/*.py``):
 
 1. read ``split_zhou_<Name>.json`` if it exists, else make a split and save it   -> ``make_split_or_read``
 2. with ``NUM_SHOTS >= 1``, load or draw the K-shot train/val subset             -> ``fewshot_splits``

@@ -2,7 +2,7 @@
 
 For CoOp's configs (``INPUT.TRANSFORMS = [random_resized_crop, random_flip, normalize]``, bicubic) this
 gives: train = RandomResizedCrop(SIZE, RRCROP_SCALE) -> HFlip -> ToTensor -> Normalize; test =
-Resize(max(SIZE), aspect kept) -> CenterCrop(SIZE) -> ToTensor -> Normalize (reference section 1.6).
+Resize(max(SIZE), aspect kept) -> CenterCrop(SIZE) -> ToTensor -> Normalize (Dassl's test transform).
 Each step prints one ``+ ...`` line, as Dassl does, so logs show what ran.
 """
 
