@@ -1,4 +1,4 @@
-"""Benchmark: text encoding with and without EOT truncation (DESIGN.md section 7).
+"""Benchmark: text encoding with and without EOT truncation (docs/DESIGN.md section 7).
 
 The CLIP text transformer is causal and its feature is read at the EOT token, so positions after the last
 EOT cannot change any feature; ``TextEncoder`` runs only ``max(EOT)+1`` of the 77 positions. This script
