@@ -11,6 +11,7 @@ from engine.errors import ConfigError
 from engine.logger import close_logger
 from engine.results import parse_log
 from tests.fixtures.fdbpl_world import REPO, build_table
+from tests.fixtures.interrupt import interrupted_after_epoch
 
 FDBPL_YAML = os.path.join(REPO, "configs/trainers/FDBPL/toyshapes.yaml")
 TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
@@ -122,20 +123,9 @@ def test_eval_only_on_base_new_and_all_classes_needs_no_table(world, trained, tm
 
 @pytest.mark.slow  # end to end, several seconds
 def test_resume_after_interruption_gives_the_same_prompts(world, trained, tmp_path, monkeypatch):
-    from engine.trainer import SimpleTrainer
-
-    original = SimpleTrainer.after_epoch
-
-    def crash_after_first_epoch(self):
-        original(self)
-        if self.epoch == 0:
-            raise KeyboardInterrupt("simulated interruption")
-
     out = str(tmp_path / "interrupted")
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", crash_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_epoch(monkeypatch, 0):
         run(fdbpl_args(world, out, "TEST.NO_TEST", "True"))
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", original)
     run(fdbpl_args(world, out, "TEST.NO_TEST", "True"))
     full, resumed = final_state(trained[0], 2), final_state(out, 2)
     for key in ("pos.ctx", "neg.ctx"):

@@ -19,12 +19,7 @@ ALL_ON = ("TRAINER.FDBPL.LAMBDA_NEG", "1.0", "TRAINER.FDBPL.LAMBDA_DIFF1", "0.3"
 PARTS = ("loss_pos", "loss_neg", "loss_diff1", "loss_diff2")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import train
 from engine.logger import close_logger
 from engine.results import parse_log
-from engine.trainer import SimpleTrainer, build_trainer
+from engine.trainer import build_trainer
+from tests.fixtures.interrupt import interrupted_after_epoch
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
 from trainers import clip_backend as cb
@@ -29,13 +30,7 @@ def clip_path(tmp_path_factory):
     return tiny_clip_file(tmp_path_factory)  # 2 text + 2 vision blocks, 32 px, context 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the tiny models are dominated by thread overhead on a shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trainer_for(clip_path, tmp_path, name="PromptSRC", **opts):
@@ -182,21 +177,12 @@ def test_final_prompts_are_the_gaussian_weighted_average(full_run):
 
 @pytest.mark.slow  # end to end, several seconds
 def test_resume_mid_run_ends_with_the_same_aggregate(full_run, clip_path, tmp_path, monkeypatch):
-    original = SimpleTrainer.after_epoch
-
-    def crash_after_second_epoch(self):
-        original(self)
-        if self.epoch == 1:
-            raise KeyboardInterrupt("simulated interruption")
-
     out = str(tmp_path / "interrupted")
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", crash_after_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_epoch(monkeypatch, 1):
         run(src_args(clip_path, out))
     partial = checkpoint(out, 2)["trainer_state"]["extra"]["gpa"]
     assert partial["epochs"] == [0, 1] and set(partial["sum"]) == {"ctx", "deep_text.0", "vision_ctx",
                                                                      "deep_vision.0"}
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", original)
     run(src_args(clip_path, out))
     a, b = checkpoint(full_run[0], 3), checkpoint(out, 3)
     for name in a["state_dict"]:

@@ -12,9 +12,9 @@ from engine.errors import ConfigError
 from engine.logger import close_logger
 from engine.results import parse_log
 from engine.trainer import build_trainer
+from tests.fixtures.fdbpl_world import REPO
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
-from tests.fixtures.fdbpl_world import REPO
 from trainers import clip_backend as cb
 from trainers.base import normalize
 from trainers.losses import fdbpl_total_loss, promptsrc_regularisation
@@ -23,12 +23,7 @@ SMALL = {"TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT": 2, "TRAINER.PROMPTSRC.PROMPT_DEP
          "TRAINER.PROMPTSRC.N_CTX_VISION": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------ PromptSRC_KDPL

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from engine.trainer import SimpleTrainer
+from tests.fixtures.interrupt import interrupted_after_epoch
 from tests.test_train_e2e import checkpoint, coop_args, run
 
 
@@ -25,18 +25,9 @@ def test_resume_with_two_workers_is_bitwise_identical(toy_root, tiny_clip_path, 
     full = str(tmp_path / "full")
     run(_args(toy_root, tiny_clip_path, full, 2))
 
-    original = SimpleTrainer.after_epoch
-
-    def crash_after_first_epoch(self):
-        original(self)
-        if self.epoch == 0:
-            raise KeyboardInterrupt("simulated interruption")
-
     interrupted = str(tmp_path / "interrupted")
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", crash_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_epoch(monkeypatch, 0):
         run(_args(toy_root, tiny_clip_path, interrupted, 2))
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", original)
     assert os.path.isfile(os.path.join(interrupted, "prompt_learner", "model.pth.tar-1"))
     run(_args(toy_root, tiny_clip_path, interrupted, 2))
 

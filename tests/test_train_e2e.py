@@ -10,6 +10,7 @@ import torch
 import train
 from engine.logger import close_logger
 from engine.results import parse_log
+from tests.fixtures.interrupt import interrupted_after_epoch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COOP_YAML = os.path.join(REPO, "configs/trainers/CoOp/vit_b32_ep50_ctxv1.yaml")
@@ -73,20 +74,9 @@ def test_resume_after_interruption_continues_identically(toy_root, tiny_clip_pat
     full = str(tmp_path / "full")
     run(coop_args(toy_root, tiny_clip_path, full, epochs=3))
 
-    from engine.trainer import SimpleTrainer
-
-    original = SimpleTrainer.after_epoch
-
-    def crash_after_first_epoch(self):
-        original(self)
-        if self.epoch == 0:
-            raise KeyboardInterrupt("simulated interruption")
-
     interrupted = str(tmp_path / "interrupted")
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", crash_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_epoch(monkeypatch, 0):
         run(coop_args(toy_root, tiny_clip_path, interrupted, epochs=3))
-    monkeypatch.setattr(SimpleTrainer, "after_epoch", original)
     assert os.listdir(os.path.join(interrupted, "prompt_learner")) != []
 
     run(coop_args(toy_root, tiny_clip_path, interrupted, epochs=3))
