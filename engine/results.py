@@ -99,6 +99,47 @@ def base2new_rows(root, shots=16):
     return rows
 
 
+TRANSDUCTIVE_TRAIN = "train_all_transductive"
+TRANSDUCTIVE_NOTE = ("trained on the unlabelled images of the whole training split, base AND new "
+                     "classes (PromptKD's protocol), not base-to-new few-shot; compare with care")
+
+
+def transductive_rows(root):
+    """Rows like :func:`base2new_rows` for the transductive runs (PromptKD) of a base-to-new tree.
+
+    ``root`` is the ``output/base2new`` folder; a run is ``train_all_transductive/<dataset>/<trainer>/<cfg>/seed*/``
+    (no ``shots_<S>`` level: it trains on every image) and its accuracies are the evaluation logs of the same
+    relative path under ``test_base/`` and ``test_new/`` (the training log's final test covers all classes, so it
+    is not read). A run with a training folder but no evaluation yet gives NaN there; HM of the seed means.
+    """
+    rows = []
+    train_root = osp.join(root, TRANSDUCTIVE_TRAIN)
+    if not osp.isdir(train_root):
+        return rows
+    for dataset in sorted(os.listdir(train_root)):
+        if not osp.isdir(osp.join(train_root, dataset)):
+            continue
+        for trainer in sorted(os.listdir(osp.join(train_root, dataset))):
+            if not osp.isdir(osp.join(train_root, dataset, trainer)):
+                continue
+            for cfg_name in sorted(os.listdir(osp.join(train_root, dataset, trainer))):
+                rel = osp.join(dataset, trainer, cfg_name)
+                if not osp.isdir(osp.join(train_root, rel)):
+                    continue
+                found = {}
+                for kind in ("base", "new"):
+                    folder = osp.join(root, f"test_{kind}", rel)
+                    found[kind] = list(collect_seeds(folder, test_log=True).values()) if osp.isdir(folder) else []
+                if not found["base"] and not found["new"]:
+                    continue
+                nan = (float("nan"), float("nan"))
+                b, bs = summarize(found["base"]) if found["base"] else nan
+                n, ns = summarize(found["new"]) if found["new"] else nan
+                hm = harmonic_mean(b, n) if found["base"] and found["new"] else float("nan")
+                rows.append((dataset, trainer, cfg_name, b, bs, n, ns, hm, max(len(found["base"]), len(found["new"]))))
+    return rows
+
+
 def average_rows(rows):
     """Per (trainer, config): mean base and new over datasets, and the HM of those means."""
     groups = {}

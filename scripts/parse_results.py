@@ -7,6 +7,10 @@
     python scripts/parse_results.py --xd output     # Table 1: ImageNet source + 10 cross-dataset targets + average
     python scripts/parse_results.py --dg output     # Table 6: ImageNet source + -V2/-S/-A/-R + average
     python scripts/parse_results.py output          # everything found: methods as rows, datasets as columns
+
+PromptKD's runs (``train_all_transductive/<dataset>/<trainer>/<cfg>/seed*`` with ``test_base/`` and
+``test_new/`` evaluations beside them, see scripts/promptkd/) are reported with the others, their method
+marked "[transductive]": they train on the unlabelled images of every class, not on few-shot base classes.
 """
 import argparse
 import importlib.util
@@ -23,8 +27,11 @@ for _name in ("numpy", "tabulate"):
 
 from tabulate import tabulate  # noqa: E402
 
-from engine.results import (DG_TARGETS, XD_TARGETS, average_rows, base2new_rows, collect_seeds,  # noqa: E402
-                            harmonic_mean, summarize, transfer_rows, transfer_table)
+from engine.results import (DG_TARGETS, TRANSDUCTIVE_NOTE, TRANSDUCTIVE_TRAIN, XD_TARGETS,  # noqa: E402
+                            average_rows, base2new_rows, collect_seeds, harmonic_mean, summarize,
+                            transductive_rows, transfer_rows, transfer_table)
+
+TRANSDUCTIVE_MARK = " [transductive]"  # after a method's name wherever its rows are printed
 
 
 def fmt(mean, spread):
@@ -88,24 +95,32 @@ def base2new_overview(root):
         for dataset, trainer, cfg_name, b, _, n, _, h, _ in base2new_rows(root, shots=shots):
             cells.setdefault((trainer, cfg_name, f"{shots} shots"), {})[dataset] = (b, n, h)
             datasets += [dataset] if dataset not in datasets else []
+    for dataset, trainer, cfg_name, b, _, n, _, h, _ in transductive_rows(root):
+        cells.setdefault((trainer, cfg_name, "transductive"), {})[dataset] = (b, n, h)
+        datasets += [dataset] if dataset not in datasets else []
     if not cells:
         return None
-    names = _method_names(list(cells))
-    fmt_cell = "{:.2f} / {} / {}".format
+    names = _method_names([k for k in cells if k[2] != "transductive"])
+    transductive = [k for k in cells if k[2] == "transductive"]
+    names.update({k: v + TRANSDUCTIVE_MARK for k, v in _method_names([k[:2] for k in transductive]).items()})
+    names.update({k: names.pop(k[:2]) for k in transductive})
     nan = "-"
+
+    def fmt_cell(b, n, h):
+        return " / ".join(nan if v != v else f"{v:.2f}" for v in (b, n, h))
+
     body = []
     for key, per in cells.items():
         row = [names[key]]
         for d in datasets:
             b, n, h = per.get(d, (None, None, None))
-            row.append(nan if b is None else fmt_cell(b, nan if n != n else f"{n:.2f}", nan if h != h else f"{h:.2f}"))
+            row.append(nan if b is None else fmt_cell(b, n, h))
         if len(datasets) > 1:
             bs = [v[0] for v in per.values()]
             ns = [v[1] for v in per.values() if v[1] == v[1]]
             mb = sum(bs) / len(bs)
             mn = sum(ns) / len(ns) if len(ns) == len(bs) else float("nan")
-            row.append(fmt_cell(mb, nan if mn != mn else f"{mn:.2f}",
-                                nan if mn != mn else f"{harmonic_mean(mb, mn):.2f}"))
+            row.append(fmt_cell(mb, mn, harmonic_mean(mb, mn)))
         body.append(row)
     headers = ["method"] + [f"{d}: base / new / HM" for d in datasets] + (["average"] if len(datasets) > 1 else [])
     return headers, body
@@ -130,12 +145,14 @@ def evaluation_overview(root):
 
 def print_overview(root):
     """Print the table of each protocol found under ``root`` (an output folder or its base2new folder)."""
-    b2n_root = root if osp.isdir(osp.join(root, "train_base")) else osp.join(root, "base2new")
+    b2n_root = root if _is_base2new_root(root) else osp.join(root, "base2new")
     found = False
     b2n = base2new_overview(b2n_root)
     if b2n:
         print(f"Base-to-new ({b2n_root}; accuracy %, mean over seeds; HM of the means)")
         print(tabulate(b2n[1], headers=b2n[0], disable_numparse=True))
+        if any(row[0].endswith(TRANSDUCTIVE_MARK) for row in b2n[1]):
+            print(f"{TRANSDUCTIVE_MARK.strip()}: {TRANSDUCTIVE_NOTE}")
         found = True
     xd = evaluation_overview(root)
     if xd:
@@ -149,8 +166,12 @@ def print_overview(root):
     return 0 if found else 1
 
 
+def _is_base2new_root(directory):
+    return any(osp.isdir(osp.join(directory, d)) for d in ("train_base", TRANSDUCTIVE_TRAIN))
+
+
 def is_output_root(directory):
-    return any(osp.isdir(osp.join(directory, d)) for d in ("base2new", "evaluation", "train_base"))
+    return any(osp.isdir(osp.join(directory, d)) for d in ("base2new", "evaluation")) or _is_base2new_root(directory)
 
 
 def main(argv=None):
@@ -178,8 +199,10 @@ def main(argv=None):
 
     if args.base2new:
         rows = base2new_rows(args.directory, shots=args.shots)
+        rows += [(d, t + TRANSDUCTIVE_MARK, *rest) for d, t, *rest in transductive_rows(args.directory)]
         if not rows:
-            print(f"error: no train_base/<dataset>/shots_{args.shots}/<trainer>/<cfg>/seed*/log.txt under "
+            print(f"error: no train_base/<dataset>/shots_{args.shots}/<trainer>/<cfg>/seed*/log.txt (or "
+                  f"{TRANSDUCTIVE_TRAIN}/<dataset>/<trainer>/<cfg>/seed* with test_base/ and test_new/ logs) under "
                   f"{args.directory}", file=sys.stderr)
             return 1
         table = [(d, t, c, fmt(b, bs), fmt(n, ns), "-" if h != h else f"{h:.2f}", k)
@@ -187,6 +210,8 @@ def main(argv=None):
         table += [(d, t, c, f"{b:.2f}", "-" if n != n else f"{n:.2f}", "-" if h != h else f"{h:.2f}", f"{k} ds")
                   for d, t, c, b, n, h, k in average_rows(rows)]
         print(tabulate(table, headers=["dataset", "trainer", "config", "base", "new", "HM", "seeds"]))
+        if any(r[1].endswith(TRANSDUCTIVE_MARK) for r in rows):
+            print(f"{TRANSDUCTIVE_MARK.strip()}: {TRANSDUCTIVE_NOTE}")
         return 0
 
     if not args.multi_exp and is_output_root(args.directory):
