@@ -1,6 +1,7 @@
 """The embedded main job: FDBPL's whole pipeline in the ToyShapes world, on a CPU, in minutes.
 
-    python scripts/demo.py [--quick] [--promptsrc] [--baselines] [--seeds 0 1 2] [--out output/demo] [--data data]
+    python scripts/demo.py [--quick] [--promptsrc] [--baselines] [--promptkd] [--seeds 0 1 2] [--out output/demo]
+                           [--data data]
 
 1. generate ToyShapes (CoOp layout) and pick the toy teacher/student CLIPs (``models/``),
 2. build one RIL table per seed with the toy teacher (base classes, 16 shots),
@@ -11,7 +12,10 @@
 
 Runs use the normal ``train.py`` path and CoOp's output folders under ``--out`` (so
 ``scripts/parse_results.py OUT`` reads them too); a run whose log already holds its result is skipped, so an
-interrupted demo continues where it stopped. Each step shows one live progress line naming its log (the run
+interrupted demo continues where it stopped. ``--promptkd`` adds PromptKD's two stages (a PromptSRC teacher on
+the toy TEACHER backbone, few-shot base classes, as scripts/promptkd/toy.sh; then the student distilled on the
+unlabelled images of every training class): its rows are marked "[transductive]" since its protocol is not
+base-to-new few-shot. Each step shows one live progress line naming its log (the run
 folder's log.txt; OUT/logs/ for the table builds). The RIL tables go where scripts/fdbpl/common.sh looks for
 them (``--ril-root``, default ``ril/``), so the sweep scripts reuse them.
 """
@@ -39,7 +43,7 @@ import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from engine.cli import run_cli  # noqa: E402
-from engine.results import harmonic_mean, parse_log  # noqa: E402
+from engine.results import TRANSDUCTIVE_NOTE, harmonic_mean, parse_log  # noqa: E402
 from engine.utils import read_json, write_json  # noqa: E402
 from scripts.demo_progress import StepLine  # noqa: E402
 from tools.plots import write_figures  # noqa: E402
@@ -58,6 +62,11 @@ BASELINE_METHODS = {"CoCoOp": ("CoCoOp", "CoCoOp/toyshapes.yaml"), "VPT": ("VPT"
                     "VPT_KDPL": ("VPT_KDPL", "VPT_KDPL/toyshapes.yaml"),
                     "MaPLe_KDPL": ("MaPLe_KDPL", "MaPLe_KDPL/toyshapes.yaml"),
                     "CoCoOp+FDBPL": ("FDBPL", "FDBPL/cocoop_toyshapes.yaml")}
+# --promptkd: the teacher stage (PromptSRC on the toy teacher backbone) and the transductive student
+PROMPTKD_TEACHER = ("PromptSRC", "PromptSRC/toyshapes.yaml")
+PROMPTKD = ("PromptKD", "PromptKD/toyshapes.yaml")
+TRANSDUCTIVE_MARK = " [transductive]"  # as scripts/parse_results.py marks these rows
+PROMPTKD_ROW = "PromptKD" + TRANSDUCTIVE_MARK
 
 
 def log(msg):
@@ -149,11 +158,17 @@ class Demo:
 
     def common(self, method, seed):
         # ZeroshotCLIP has no settings of its own: it takes the CoOp toy config (input size, normalisation)
-        trainer, cfg = ("ZeroshotCLIP", "CoOp/toyshapes.yaml") if method == "ZeroshotCLIP" else self.methods[method]
+        trainer, cfg = ("ZeroshotCLIP", "CoOp/toyshapes.yaml") if method == "ZeroshotCLIP" else \
+            PROMPTKD if method == PROMPTKD_ROW else self.methods[method]
+        return self.argv(trainer, cfg, seed)
+
+    def argv(self, trainer, cfg, seed):
         return ["--root", self.data, "--seed", str(seed), "--trainer", trainer,
                 "--dataset-config-file", "configs/datasets/toyshapes.yaml", "--config-file", f"configs/trainers/{cfg}"]
 
     def opts(self, method, seed):
+        if method == PROMPTKD_ROW:
+            return self.promptkd_opts(seed)
         o = ["MODEL.BACKBONE.NAME", self.models["student"], "DATASET.NUM_SHOTS", str(self.shots),
              "DATALOADER.NUM_WORKERS", str(self.args.workers)] + self.epochs
         trainer = self.methods[method][0]
@@ -171,6 +186,19 @@ class Demo:
     def run_dir(self, kind, method, seed):
         return osp.join(self.out, "base2new", kind, "toyshapes", f"shots_{self.shots}", method, "toyshapes",
                         f"seed{seed}")
+
+    def promptkd_dir(self, kind, seed):
+        """PromptKD's folders in scripts/promptkd/base2new.sh's layout (no shots level: it trains on every image);
+        the teacher's PromptSRC run lies outside base2new/, it is not a row of the table."""
+        if kind == "teacher":
+            return osp.join(self.out, "promptkd_teacher", "toyshapes", f"shots_{self.shots}", "PromptSRC",
+                            f"seed{seed}")
+        return osp.join(self.out, "base2new", kind, "toyshapes", "PromptKD", "toyshapes", f"seed{seed}")
+
+    def promptkd_opts(self, seed):
+        return ["MODEL.BACKBONE.NAME", self.models["student"], "TRAINER.PROMPTKD.TEACHER", self.models["teacher"],
+                "TRAINER.PROMPTKD.TEACHER_CKPT", self.promptkd_dir("teacher", seed),
+                "DATALOADER.NUM_WORKERS", str(self.args.workers)] + self.epochs
 
     # ------------------------------------------------------------------ steps
     def make_data(self):
@@ -263,12 +291,53 @@ class Demo:
                 self.acc[method].setdefault("new", []).append(new)
                 log(f"{label}: base {base:.2f}  new {new:.2f}  ({time.time() - t:.0f} s)")
 
+    def train_promptkd(self):
+        """PromptKD per seed: the PromptSRC teacher (toy teacher backbone, few-shot base classes), the student's
+        transductive distillation (unlabelled images of every class; checkpoint chosen on validation), and the
+        evaluation of that checkpoint on the base and the new test classes."""
+        for seed in self.args.seeds:
+            label = f"[PromptKD] seed {seed}"
+            t = time.time()
+            teacher = self.promptkd_dir("teacher", seed)
+            if not done(teacher, False):
+                t0, cpu = time.time(), time.process_time()
+                line = StepLine(f"{label} teacher (PromptSRC on the teacher backbone)", osp.join(teacher, "log.txt"))
+                silent_train(self.argv(*PROMPTKD_TEACHER, seed) + [
+                    "--output-dir", teacher, "MODEL.BACKBONE.NAME", self.models["teacher"], "DATASET.NUM_SHOTS",
+                    str(self.shots), "DATASET.SUBSAMPLE_CLASSES", "base", "DATALOADER.NUM_WORKERS",
+                    str(self.args.workers)] + self.epochs, line)
+                self.record("train", "PromptKD teacher", seed, time.time() - t0)
+                self.record("train_cpu", "PromptKD teacher", seed, time.process_time() - cpu)
+                line.finish()
+            student = self.promptkd_dir("train_all_transductive", seed)
+            if not done(student, False):
+                t0, cpu = time.time(), time.process_time()
+                line = StepLine(f"{label} student (transductive distillation)", osp.join(student, "log.txt"))
+                silent_train(self.common(PROMPTKD_ROW, seed) + ["--output-dir", student] + self.promptkd_opts(seed),
+                             line)
+                self.record("train", PROMPTKD_ROW, seed, time.time() - t0)
+                self.record("train_cpu", PROMPTKD_ROW, seed, time.process_time() - cpu)
+                line.finish()
+            acc = self.acc.setdefault(PROMPTKD_ROW, {})
+            for sub in ("base", "new"):
+                out = self.promptkd_dir(f"test_{sub}", seed)
+                if not done(out, True):  # the best-val checkpoint, the stored teacher class vectors; no teacher
+                    line = StepLine(f"{label} test on {sub} classes", osp.join(out, "log.txt"))
+                    silent_train(self.common(PROMPTKD_ROW, seed) + ["--output-dir", out, "--eval-only", "--model-dir",
+                                                                    student] + self.promptkd_opts(seed)
+                                 + ["DATASET.SUBSAMPLE_CLASSES", sub], line)
+                    line.finish()
+                acc.setdefault(sub, []).append(parse_log(osp.join(out, "log.txt"), test_log=True))
+            log(f"{label}: teacher base {parse_log(osp.join(teacher, 'log.txt')):.2f}; student base "
+                f"{acc['base'][-1]:.2f}  new {acc['new'][-1]:.2f}  ({time.time() - t:.0f} s)")
+
     def agreement(self):
         """Top-1 agreement with the teacher and KL(teacher || student) on the test images of base and new."""
         from engine.evaluator import teacher_agreement
 
         rows = []
-        steps = 2 * (2 + len(self.methods) * len(self.args.seeds))
+        methods = list(self.methods) + ([PROMPTKD_ROW] if getattr(self.args, "promptkd", False) else [])
+        steps = 2 * (2 + len(methods) * len(self.args.seeds))
         line = StepLine("[agreement] teacher vs students on the test images", "none, computed in memory",
                         unit="models")
         k = 0
@@ -280,13 +349,15 @@ class Demo:
             k += 2
             line.update(k, steps)
             rows.append(("ZS student", sub) + teacher_agreement(teacher, student))
-            for method in self.methods:
+            for method in methods:
                 per_seed = []
                 for seed in self.args.seeds:
+                    pkd = method == PROMPTKD_ROW  # its best-val checkpoint, as its test_base / test_new runs
                     logits = test_logits(self.common(method, seed) + self.opts(method, seed)
                                          + ["DATASET.SUBSAMPLE_CLASSES", sub],
-                                         model_dir=self.run_dir("train_base", method, seed),
-                                         epoch=int(self.epochs[1]) if self.epochs else None)
+                                         model_dir=self.promptkd_dir("train_all_transductive", seed) if pkd
+                                         else self.run_dir("train_base", method, seed),
+                                         epoch=int(self.epochs[1]) if self.epochs and not pkd else None)
                     per_seed.append(teacher_agreement(teacher, logits))
                     k += 1
                     line.update(k, steps)
@@ -330,6 +401,9 @@ class Demo:
         print("\n(a) Base-to-new on ToyShapes (accuracy %, mean +- std over seeds "
               f"{' '.join(map(str, self.args.seeds))}; HM of the means)")
         print(tabulate(rows, headers=["method", "base", "new", "HM"]))
+        if PROMPTKD_ROW in self.acc:
+            print(f"{TRANSDUCTIVE_MARK.strip()}: {TRANSDUCTIVE_NOTE}; its teacher is PromptSRC on the toy teacher "
+                  f"backbone ({self.shots}-shot base classes)")
 
         self.report_times()
 
@@ -360,6 +434,9 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=0, help="DATALOADER.NUM_WORKERS for the training runs")
     p.add_argument("--baselines", action="store_true",
                    help="also run CoCoOp, VPT, MaPLe, their KDPL variants and FDBPL on CoCoOp")
+    p.add_argument("--promptkd", action="store_true",
+                   help="also run PromptKD (a PromptSRC teacher on the toy teacher backbone, then the student distilled "
+                        "TRANSDUCTIVELY on the unlabelled images of every training class; rows marked so)")
     p.add_argument("--promptsrc", action="store_true",
                    help="also run IVLP, PromptSRC, PromptSRC_KDPL and FDBPL on PromptSRC (about twice the time)")
     args = p.parse_args(argv)
@@ -375,6 +452,8 @@ def main(argv=None):
     demo.build_tables()
     demo.zero_shot()
     demo.train_methods()
+    if args.promptkd:
+        demo.train_promptkd()
     rows = demo.agreement()
     demo.report(rows)
     figures = write_figures(args.out, osp.join(args.out, "figures"))

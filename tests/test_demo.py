@@ -40,3 +40,49 @@ def test_quick_demo_prints_all_tables_and_resumes(tmp_path):
     # the ratios come from the process CPU times recorded on the first run, kept for the second
     ratio = next(line for line in again.stdout.splitlines() if line.startswith("CoOp_KDPL / FDBPL"))
     assert ratio.endswith("(CPU time)"), ratio
+
+
+def test_report_lists_promptkd_marked_transductive(capsys):
+    """The demo's (a) table: PromptKD's row (mean over seeds, HM of the means), marked, with the protocol note."""
+    import argparse
+
+    from scripts.demo import PROMPTKD_ROW, Demo
+
+    demo = object.__new__(Demo)  # the report only: no data, no runs
+    demo.args = argparse.Namespace(seeds=[0, 1], promptkd=True)
+    demo.shots, demo.pretrained, demo.ril = 16, True, {0: 1.0, 1: 1.0}
+    demo.ril_info = (10, 4, 3, 32, 2**20)
+    demo.timings = {"train": {}, "train_cpu": {}, "ril": {}}
+    demo.acc = {"CoOp": {"base": [70.0, 80.0], "new": [60.0, 70.0]},
+                PROMPTKD_ROW: {"base": [80.0, 90.0], "new": [70.0, 80.0]}}
+    demo.report([])
+    out = capsys.readouterr().out.splitlines()
+    row = next(line for line in out if line.startswith("PromptKD [transductive]"))
+    assert row.split()[2:] == ["85.00", "+-", "5.00", "75.00", "+-", "5.00", "79.69"]  # HM 2*85*75/160
+    assert any(line.startswith("[transductive]: trained on the unlabelled images") for line in out)
+    assert "[transductive]" not in next(line for line in out if line.startswith("CoOp"))
+
+
+@pytest.mark.slow
+def test_quick_demo_with_promptkd_runs_both_stages_and_reports_them(tmp_path):
+    cmd = [sys.executable, os.path.join(REPO, "scripts/demo.py"), "--quick", "--promptkd", "--out",
+           str(tmp_path / "out"), "--data", str(tmp_path / "data"), "--ril-root", str(tmp_path / "ril")]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "out_quick"
+    teacher = out / "promptkd_teacher/toyshapes/shots_4/PromptSRC/seed0/log.txt"
+    assert "models/toy_teacher.pt" in teacher.read_text()  # the teacher stage ran on the teacher backbone
+    student = out / "base2new/train_all_transductive/toyshapes/PromptKD/toyshapes/seed0"
+    assert (student / "teacher_class_features.pt").is_file()
+    for sub in ("base", "new"):
+        assert "=> result" in (out / f"base2new/test_{sub}/toyshapes/PromptKD/toyshapes/seed0/log.txt").read_text()
+    lines = run.stdout.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("(a) Base-to-new")):]
+    assert any(line.startswith("PromptKD [transductive]") for line in table[:12])
+    assert any(line.startswith("[transductive]:") for line in table)
+    assert any(line.startswith("PromptKD [transductive]") for line in lines if "%" not in line) and \
+        "PromptKD [transductive]" in run.stdout.split("(d) How much of the teacher")[1]
+    # parse_results reads the same tree and marks the row the same way
+    parsed = subprocess.run([sys.executable, os.path.join(REPO, "scripts/parse_results.py"), str(out)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert parsed.returncode == 0 and "PromptKD [transductive]" in parsed.stdout
