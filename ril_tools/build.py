@@ -5,6 +5,12 @@
         --config-file configs/trainers/FDBPL/vit_b32_ep50_ctxv1.yaml \
         --output ril/oxford_pets/shots_16/seed1 DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
 
+PromptKD's teacher (a CLIP with learned prompts): ``--teacher BACKBONE --teacher-prompts RUN_DIR --label-kind full``
+where RUN_DIR is the output folder of the PromptSRC/IVLP run that learned the prompts on BACKBONE; the table then
+holds that prompted teacher's log-probabilities over every class of the run (manifest ``teacher.kind``
+"prompted", with the prompts checkpoint and its hash), what ``TRAINER.PROMPTKD.RIL_DIR`` reads. Use the PromptKD
+run's own data settings (``DATASET.NUM_SHOTS -1 DATASET.SUBSAMPLE_CLASSES all`` for its transductive protocol).
+
 One table for many runs: ``--seeds 0 1 2 --shots 1 2 4 8 16`` builds the union of those few-shot subsets
 (``--seed`` seeds the crops); every one of those runs accepts it, since a run needs only its images to be in
 the table and an image's crops are keyed by its path, not its position in the table.
@@ -146,6 +152,11 @@ def build_parser():
     add("--output", type=str, required=True, help="table directory to write (or resume)")
     add("--teacher", type=str, default=DEFAULT_TEACHER, help="CLIP name (OpenAI or open_clip) or local weight file")
     add("--template", type=str, default=DEFAULT_TEMPLATE, help="text template for the class names")
+    add("--teacher-prompts", type=str, default=None,
+        help="output folder (or checkpoint) of a PromptSRC/IVLP run on --teacher: build with that prompted "
+             "teacher (PromptKD's; --template is then unused) instead of the zero-shot CLIP")
+    add("--teacher-ctx-init", type=str, default="a photo of a",
+        help="with --teacher-prompts: that run's TRAINER.<PROMPTSRC|IVLP>.CTX_INIT (its frozen prompt words)")
     add("--num-crops", type=int, default=500, help="crops per image (M)")
     add("--topk", type=int, default=20, help="classes kept per crop (K); ignored for --label-kind full")
     add("--label-kind", choices=fmt.LABEL_KINDS, default="topk", help="store the top-K or all C classes")
@@ -246,7 +257,7 @@ def _load_union(cfg, args, rank, barrier):
 
 def main(argv=None):
     from engine.cli import setup_cfg
-    from ril_tools.teacher import ClipTeacher
+    from ril_tools.teacher import ClipTeacher, PromptedTeacher
 
     args = _split_int_lists(build_parser().parse_args(argv))
     rank, world, local_rank, barrier = _init_distributed()
@@ -261,9 +272,14 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = False  # fixed kernels: a resumed build writes the same bytes
         torch.backends.cudnn.deterministic = True
     prec = args.prec or default_precision(device)
-    teacher = ClipTeacher.load(args.teacher, classnames, args.template, device, prec)
+    if args.teacher_prompts:
+        teacher = PromptedTeacher.load(args.teacher, args.teacher_prompts, classnames, args.teacher_ctx_init, device,
+                                       prec)
+    else:
+        teacher = ClipTeacher.load(args.teacher, classnames, args.template, device, prec)
     plan = make_plan(
-        teacher=teacher, classnames=classnames, template=args.template, image_list=image_list,
+        teacher=teacher, classnames=classnames, template=getattr(teacher, "template", args.template),
+        image_list=image_list,
         dataset_info=dataset_info,
         num_crops=args.num_crops, k=args.topk, label_kind=args.label_kind, logp_dtype=args.logp_dtype,
         seed=cfg.SEED, scale=tuple(cfg.INPUT.RRCROP_SCALE), ratio=DEFAULT_RATIO, flip_p=args.flip_p,

@@ -101,3 +101,58 @@ class ClipTeacher:
             "name": self.name, "resolved": self.resolved, "weights_hash": self.weights_hash,
             "precision": self.prec, "input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
         }
+
+
+class PromptedTeacher:
+    """PromptKD's teacher for a table build: a CLIP + the learned prompts of a PromptSRC/IVLP run.
+
+    The class vectors are encoded once with the learned text prompts (``trainers.promptkd.PromptKDTeacher``,
+    the very object table-fed PromptKD compares with); ``log_probs`` runs the prompted image tower and returns
+    ``log_softmax(logit_scale * f @ T^T)`` over the build's class list. The manifest records
+    ``teacher.kind = "prompted"``, the backbone's weights hash, the prompts checkpoint and its hash, the
+    prompt words, and what is stored (``teacher.stores``); ``template`` is the prompt words + ``" {}."``, so the
+    recorded prompt strings are the ones the learned context replaces.
+    """
+
+    def __init__(self, teacher, device, mean_std):
+        self.teacher, self.device = teacher, torch.device(device)
+        info = teacher.info
+        self.name, self.prec = info["name"], info["precision"]
+        self.prompts = list(info["prompts"])
+        self.template = info["prompt_prefix"].replace("{", "{{").replace("}", "}}") + " {}."
+        self.logit_scale = teacher.logit_scale
+        self.num_classes = int(teacher.class_features.shape[0])
+        self.mean, self.std = mean_std
+        height, width = info["input_size"]
+        if height != width:
+            raise RilError(f"teacher input size {height}x{width} is not square; use a square-input teacher")
+        self.input_size = int(height)
+        self.resolved = info["resolved"]
+
+    @classmethod
+    def load(cls, name_or_path, prompts_dir, classnames, ctx_init, device, prec):
+        """``name_or_path``: the teacher backbone (as PromptKD's TRAINER.PROMPTKD.TEACHER); ``prompts_dir``: the
+        output folder (or checkpoint file) of the PromptSRC/IVLP run that learned its prompts."""
+        # lazy: the layering (clip layer -> ril_tools -> trainers) forbids a module-level import of trainers
+        from trainers.clip_backend import resolve_model_name
+        from trainers.promptkd import PromptKDTeacher
+
+        if prec not in PRECISIONS:
+            raise RilError(f"unknown teacher precision {prec!r}; use one of {', '.join(PRECISIONS)}")
+        if prec == "bf16":
+            raise RilError("--prec bf16 is not available for a prompted teacher (--teacher-prompts); use fp16 or fp32")
+        teacher = PromptKDTeacher.from_checkpoint(name_or_path, prompts_dir, list(classnames), device,
+                                                  ctx_init=ctx_init, prec=prec, key="--teacher-prompts")
+        return cls(teacher, device, _pretrained_mean_std(resolve_model_name(name_or_path)))
+
+    def log_probs(self, x):
+        """Normalised crops [B, 3, S, S] -> float32 log-probabilities over the classes [B, C]."""
+        with torch.no_grad():
+            return torch.log_softmax(self.teacher.logits(x.to(self.device)).float(), dim=1)
+
+    def describe(self):
+        info = self.teacher.info
+        out = {key: info[key] for key in ("kind", "name", "weights_hash", "precision", "prompts_checkpoint",
+                                          "prompts_hash", "ctx_init", "stores")}
+        out.update(resolved=self.resolved, input_size=self.input_size, mean=list(self.mean), std=list(self.std))
+        return out

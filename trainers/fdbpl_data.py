@@ -239,22 +239,29 @@ def _dataset_config_file(name):
     return f"configs/datasets/{name.lower()}.yaml"
 
 
-def rebuild_command(cfg, output, manifest=None):
+def rebuild_command(cfg, output, manifest=None, overwrite=None):
     """The ``python -m ril_tools.build`` command that builds ``output`` for this run's images and classes.
 
     Teacher, template, M, K and label kind are the table's (``manifest``) when one is given, else the
-    paper's defaults. Flags come before the KEY VALUE options (the CLI's last argument swallows the rest).
+    paper's defaults; a prompted teacher (``teacher.prompts_checkpoint``) gets ``--teacher-prompts`` instead
+    of a template. ``--overwrite`` when a manifest is given (or ``overwrite``). Flags come before the KEY
+    VALUE options (the CLI's last argument swallows the rest).
     """
     m = manifest or {}
-    teacher = (m.get("teacher") or {}).get("name", BUILD_DEFAULTS["teacher"])
+    teacher_info = m.get("teacher") or {}
+    teacher = teacher_info.get("name", BUILD_DEFAULTS["teacher"])
     label_kind = m.get("label_kind", BUILD_DEFAULTS["label_kind"])
     args = ["python", "-m", "ril_tools.build", "--root", cfg.DATASET.ROOT, "--seed", str(cfg.SEED),
             "--dataset-config-file", _dataset_config_file(cfg.DATASET.NAME),
-            "--output", output, "--teacher", teacher,
-            "--template", m.get("template", BUILD_DEFAULTS["template"]),
-            "--num-crops", str(m.get("num_crops", BUILD_DEFAULTS["num_crops"]))]
+            "--output", output, "--teacher", teacher]
+    if teacher_info.get("prompts_checkpoint"):
+        args += ["--teacher-prompts", teacher_info["prompts_checkpoint"],
+                 "--teacher-ctx-init", teacher_info.get("ctx_init", "a photo of a")]
+    else:
+        args += ["--template", m.get("template", BUILD_DEFAULTS["template"])]
+    args += ["--num-crops", str(m.get("num_crops", BUILD_DEFAULTS["num_crops"]))]
     args += ["--label-kind", "full"] if label_kind == "full" else ["--topk", str(m.get("k", BUILD_DEFAULTS["k"]))]
-    if manifest is not None:
+    if (manifest is not None) if overwrite is None else overwrite:
         args.append("--overwrite")
     args += ["DATASET.NUM_SHOTS", str(cfg.DATASET.NUM_SHOTS),
              "DATASET.SUBSAMPLE_CLASSES", str(cfg.DATASET.SUBSAMPLE_CLASSES)]
@@ -339,7 +346,8 @@ def _readable_manifest(path):
     kept.update({k: manifest[k] for k in ("num_crops", "k") if type(manifest.get(k)) is int})
     teacher = manifest.get("teacher")
     if isinstance(teacher, dict) and isinstance(teacher.get("name"), str):
-        kept["teacher"] = {"name": teacher["name"]}
+        kept["teacher"] = {k: teacher[k] for k in ("name", "prompts_checkpoint", "ctx_init")
+                           if isinstance(teacher.get(k), str)}
     return kept
 
 

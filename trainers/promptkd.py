@@ -22,6 +22,15 @@ Evaluation: student image features -> projector -> cosine against the stored tea
 classes (looked up by class name, so a model trained on all classes evaluates on ``base`` or ``new``); it reads
 ``teacher_class_features.pt`` from the model folder and never builds the teacher.
 
+Table-fed (``TRAINER.PROMPTKD.RIL_DIR``): the teacher targets come from an RIL table built by the SAME prompted
+teacher (``python -m ril_tools.build ... --teacher TEACHER --teacher-prompts TEACHER_CKPT --label-kind full``:
+log-probabilities over every class of the run, i.e. ``log_softmax`` of the logits above), replayed by FDBPL's
+loader with FDBPL's table checks. The loss is unchanged: ``log_softmax(l) / T`` has the same softmax as ``l / T``
+for any temperature, so the table's log-probabilities serve as the teacher logits. The class vectors are still
+encoded once from ``TEACHER_CKPT`` (one text pass, then the teacher is dropped): its image tower never runs.
+The table must be of kind ``prompted`` (manifest ``teacher.kind``), dense (``label_kind full``), for this run's
+class list, and of this teacher (backbone weights hash and prompt hash); anything else is refused.
+
 Differences from PromptKD's code, on purpose: the class vectors are computed once (its code re-encodes the
 text of every class at every step and every test batch); the projector is one linear layer (its code: a
 two-layer 1x1-conv MLP); the KL is averaged over the batch (its code divides by B*C and sets KD_WEIGHT 1000,
@@ -31,22 +40,27 @@ i.e. batch mean x 1000/C); the checkpoint is chosen on validation images (its co
 import os
 
 import torch
+import xxhash
 from torch import nn
 
 from engine.checkpoint import load_checkpoint
 from engine.config import CfgNode
-from engine.errors import CheckpointError, ConfigError
+from engine.errors import CheckpointError, ConfigError, RilError
 from engine.registry import TRAINER_REGISTRY
 from trainers.base import ClipPromptTrainer, normalize
-from trainers.clip_backend import apply_precision, check_image_size, load_clip
+from trainers.clip_backend import apply_precision, check_image_size, image_size_of, load_clip, resolve_model_name
 from trainers.encoders import ImageEncoder
 from trainers.losses import promptkd_loss
 from trainers.promptsrc import MODEL_SLOT
 from trainers.vl_prompts import VLPromptedCLIP, VLPromptLearner, _normal, _vision_tower
 
-__all__ = ["extend_cfg", "PromptKD", "StudentPrompts", "PromptKDStudent", "PromptKDTeacher", "CLASS_FEATURES_FILE"]
+__all__ = ["extend_cfg", "PromptKD", "StudentPrompts", "PromptKDStudent", "PromptKDTeacher", "CLASS_FEATURES_FILE",
+           "TEACHER_KIND", "prompts_hash_of"]
 
 CLASS_FEATURES_FILE = "teacher_class_features.pt"
+TEACHER_KIND = "prompted"  # manifest teacher.kind of a table built by this teacher (a zero-shot CLIP has none)
+TABLE_STORES = ("log_softmax(logit_scale * prompted image feature @ class vectors^T) over the manifest's "
+                "classnames, class vectors encoded once from the prompts checkpoint")
 
 
 def extend_cfg(cfg):
@@ -62,6 +76,8 @@ def extend_cfg(cfg):
     node.KD_WEIGHT = 1.0
     node.TEMPERATURE = 1.0
     node.TRANSDUCTIVE = True  # train on the whole unlabelled training split, base and new classes
+    node.RIL_DIR = ""  # an RIL table of this teacher's log-probabilities (ril_tools.build --teacher-prompts); "" = online
+    node.LABEL_MODE = "full"  # what FDBPL's table checks read: PromptKD needs every class's log-probability
     cfg.TRAINER.PROMPTKD = node
 
 
@@ -123,7 +139,7 @@ class PromptKDStudent(nn.Module):
         return self.logit_scale.exp().float() * self.image_features(image) @ self.class_features.t()
 
 
-def teacher_checkpoint_file(folder):
+def teacher_checkpoint_file(folder, key="TRAINER.PROMPTKD.TEACHER_CKPT"):
     """The teacher run's prompt checkpoint: ``<folder>/VLPromptLearner/`` model-best, else the latest epoch."""
     if os.path.isfile(folder):
         return folder
@@ -134,51 +150,100 @@ def teacher_checkpoint_file(folder):
     if os.path.isfile(pointer):
         with open(pointer) as f:
             return os.path.join(sub, f.read().strip())
-    raise CheckpointError(f"TRAINER.PROMPTKD.TEACHER_CKPT {folder!r} holds no {MODEL_SLOT}/ checkpoint; point it at "
+    raise CheckpointError(f"{key} {folder!r} holds no {MODEL_SLOT}/ checkpoint; point it at "
                           f"the output folder of a PromptSRC or IVLP run on the teacher backbone")
 
 
-class PromptKDTeacher:
-    """The prompted teacher: class vectors encoded ONCE at load, then only the image tower runs."""
+def _learned(state):
+    """The learned prompt tensors of a PromptSRC/IVLP checkpoint state (class-dependent token buffers dropped)."""
+    return {k: v for k, v in state.items() if not k.endswith(("token_prefix", "token_suffix"))}
 
-    def __init__(self, model, class_features):
+
+def prompts_hash_of(state):
+    """xxh3-128 over the learned prompt tensors (names, dtypes, shapes, bytes): identifies the teacher's prompts
+    however the checkpoint file was written."""
+    hasher = xxhash.xxh3_128()
+    for name, tensor in sorted(_learned(state).items()):
+        if tensor is None:
+            continue
+        tensor = tensor.detach().to("cpu").contiguous()
+        hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "xxh3_128:" + hasher.hexdigest()
+
+
+def read_teacher_prompts(folder, key="TRAINER.PROMPTKD.TEACHER_CKPT"):
+    """(checkpoint path, state dict) of a PromptSRC/IVLP run's prompts; CheckpointError naming ``key``."""
+    path = teacher_checkpoint_file(folder, key)
+    state = load_checkpoint(path)["state_dict"]
+    if "ctx" not in state:
+        raise CheckpointError(f"{path} is not a PromptSRC/IVLP prompt checkpoint (no 'ctx'); set {key} to such a "
+                              f"run's output folder")
+    return path, state
+
+
+class PromptKDTeacher:
+    """The prompted teacher: class vectors encoded ONCE at load, then only the image tower runs.
+
+    Also carries what identifies it (``describe()``, recorded by an RIL table it builds): the backbone's
+    weights hash (before any precision change), the prompts' hash and checkpoint path, the prompt strings.
+    """
+
+    def __init__(self, model, class_features, info=None):
         self.model, self.class_features = model, class_features
         self.logit_scale = float(model.logit_scale.detach().float().exp())
+        self.info = dict(info or {})
+
+    @classmethod
+    def load(cls, cfg, classnames, device):
+        node = cfg.TRAINER.PROMPTKD
+        return cls.from_checkpoint(node.TEACHER, node.TEACHER_CKPT, classnames, device, ctx_init=node.TEACHER_CTX_INIT,
+                                   prec=node.TEACHER_PREC, image_size=cfg.INPUT.SIZE)
 
     @classmethod
     @torch.no_grad()
-    def load(cls, cfg, classnames, device):
-        node = cfg.TRAINER.PROMPTKD
-        path = teacher_checkpoint_file(node.TEACHER_CKPT)
-        state = load_checkpoint(path)["state_dict"]
-        if "ctx" not in state:
-            raise CheckpointError(f"{path} is not a PromptSRC/IVLP prompt checkpoint (no 'ctx'); set "
-                                  f"TRAINER.PROMPTKD.TEACHER_CKPT to such a run's output folder")
-        clip_model = load_clip(node.TEACHER)
-        check_image_size(cfg.INPUT.SIZE, clip_model)
-        apply_precision(clip_model, node.TEACHER_PREC if device.type == "cuda" else "fp32")
+    def from_checkpoint(cls, backbone, prompts_dir, classnames, device, ctx_init="a photo of a", prec="fp32",
+                        image_size=None, key="TRAINER.PROMPTKD.TEACHER_CKPT"):
+        """``backbone`` (a CLIP name or file) + the prompts of the PromptSRC/IVLP run in ``prompts_dir``."""
+        from ril_tools.teacher import weights_hash
+
+        device = torch.device(device)
+        path, state = read_teacher_prompts(prompts_dir, key)
+        clip_model = load_clip(backbone)
+        input_size = list(image_size_of(clip_model))
+        if image_size is not None:
+            check_image_size(image_size, clip_model)
+        backbone_hash = weights_hash(clip_model)  # before the precision change: the weights as stored
+        prec = prec if device.type == "cuda" else "fp32"
+        apply_precision(clip_model, prec)
         n_deep_text = sum(k.startswith("deep_text.") for k in state)
         n_deep_vision = sum(k.startswith("deep_vision.") for k in state)
         has_vision = state.get("vision_ctx") is not None
         learner = VLPromptLearner(  # prompt shapes from the checkpoint itself, so they cannot disagree
             classnames, clip_model, n_ctx_text=state["ctx"].shape[0],
             n_ctx_vision=state["vision_ctx"].shape[0] if has_vision else 0, depth_text=n_deep_text + 1,
-            depth_vision=n_deep_vision + 1 if has_vision else 0, ctx_init=node.TEACHER_CTX_INIT, node="PROMPTKD")
-        kept = {k: v for k, v in state.items() if not k.endswith(("token_prefix", "token_suffix"))}
+            depth_vision=n_deep_vision + 1 if has_vision else 0, ctx_init=ctx_init, node="PROMPTKD")
+        kept = _learned(state)
         try:
             missing, unexpected = learner.load_state_dict(kept, strict=False)
         except RuntimeError as exc:
             missing, unexpected = [str(exc).splitlines()[-1].strip()], []
         missing = [k for k in missing if not k.endswith(("token_prefix", "token_suffix"))]
         if missing or unexpected:
-            raise CheckpointError(f"{path} does not fit teacher {node.TEACHER!r} (missing {missing[:3]}, unexpected "
+            raise CheckpointError(f"{path} does not fit teacher {backbone!r} (missing {missing[:3]}, unexpected "
                                   f"{unexpected[:3]}); check TRAINER.PROMPTKD.TEACHER and TEACHER_CKPT")
         model = VLPromptedCLIP(clip_model, learner).to(device).eval().requires_grad_(False)
         features = model.text_features().float()  # the one text pass of the run
         model.text_encoder = None  # the text tower is never needed again
-        print(f"PromptKD teacher {node.TEACHER} with prompts from {path}: {len(classnames)} class vectors "
+        print(f"PromptKD teacher {backbone} with prompts from {path}: {len(classnames)} class vectors "
               f"[{features.shape[1]}] stored")
-        return cls(model, features)
+        ref = resolve_model_name(backbone)
+        info = {"kind": TEACHER_KIND, "name": str(backbone), "weights_hash": backbone_hash, "precision": prec,
+                "resolved": ref.pretrained if ref.is_file else f"{ref.arch}:{ref.pretrained}", "input_size": input_size,
+                "prompts_checkpoint": os.path.abspath(path), "prompts_hash": prompts_hash_of(state),
+                "ctx_init": str(ctx_init), "prompt_prefix": learner.prompt_prefix,
+                "prompts": learner.prompt_texts(classnames), "stores": TABLE_STORES}
+        return cls(model, features, info)
 
     @torch.no_grad()
     def logits(self, image):
@@ -192,7 +257,12 @@ class PromptKD(ClipPromptTrainer):
 
     CFG_NODE = "PROMPTKD"
     teacher = None
+    ril_table = None  # TRAINER.PROMPTKD.RIL_DIR: the teacher's log-probabilities come from this table
     class_store = None  # {"classnames": [...], "features": [C_all, E]} (what the stored file holds)
+
+    @property
+    def table_fed(self):
+        return bool(str(self.cfg.TRAINER.PROMPTKD.RIL_DIR).strip())
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -202,6 +272,10 @@ class PromptKD(ClipPromptTrainer):
         if float(node.TEMPERATURE) <= 0 or float(node.KD_WEIGHT) < 0:
             raise ConfigError(f"TRAINER.PROMPTKD.TEMPERATURE must be > 0 and KD_WEIGHT >= 0 "
                               f"(got {node.TEMPERATURE} / {node.KD_WEIGHT})")
+        if str(node.RIL_DIR).strip() and node.LABEL_MODE != "full":
+            raise ConfigError(f"TRAINER.PROMPTKD.LABEL_MODE is {node.LABEL_MODE!r}; PromptKD's KL needs the teacher's "
+                              f"log-probability of every class: set it to full (and build the table with "
+                              f"--label-kind full)")
 
     def build_model(self):
         node = self.cfg.TRAINER.PROMPTKD
@@ -237,13 +311,45 @@ class PromptKD(ClipPromptTrainer):
             raise ConfigError("TRAINER.PROMPTKD.TEACHER_CKPT is empty; train the teacher with --trainer PromptSRC "
                               "(or IVLP) on the teacher backbone and pass that run's output folder")
         classnames = list(self.dm.dataset.classnames)
+        if self.table_fed:  # refuse a table of another kind before loading any teacher
+            check_prompted_table_kind(self.cfg, fmt_manifest(self.cfg))
         self.teacher = PromptKDTeacher.load(self.cfg, classnames, self.device)
         store = {"classnames": classnames, "features": self.teacher.class_features.cpu(),
                  "teacher": str(node.TEACHER), "teacher_ckpt": os.path.abspath(teacher_checkpoint_file(node.TEACHER_CKPT))}
+        if self.table_fed:
+            self.setup_table(self.teacher)
+            self.teacher = None  # its class vectors are in the store; its image tower never runs
         os.makedirs(self.output_dir, exist_ok=True)
         torch.save(store, os.path.join(self.output_dir, CLASS_FEATURES_FILE))
         self.set_class_store(store)
         super().before_train()
+
+    def setup_table(self, teacher):
+        """Open the table with FDBPL's checks (images, classes, prompt strings), check it is this prompted
+        teacher's (backbone weights, prompts), and make its replay loader the training loader."""
+        from trainers.fdbpl_data import build_ril_loader, open_ril_table
+
+        cfg = self.cfg
+        train_x = self.dm.dataset.train_x
+        table = open_ril_table(cfg, train_x, self.dm.dataset.classnames, node="PROMPTKD")
+        check_prompted_table_teacher(cfg, table.manifest, teacher.info)
+        seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
+        self.ril_table = table
+        self.train_loader_x = build_ril_loader(cfg, train_x, table, seed)
+        print(f"PromptKD teacher targets from RIL table {table.path}: {table.num_images} images x "
+              f"{table.num_crops} crops, all {table.num_classes} classes; the teacher's image tower is not run")
+
+    def before_epoch(self):
+        super().before_epoch()
+        if self.ril_table is not None:
+            self.train_loader_x.sampler.set_epoch(self.epoch)  # the replay schedule carries the epoch
+
+    def table_teacher_logits(self, batch):
+        """The stored log-probabilities [B, C] in class order: as teacher logits they give PromptKD's loss exactly
+        (softmax(log_softmax(l) / T) = softmax(l / T))."""
+        idx = batch["ril_idx"].to(self.device).long()
+        logp = batch["ril_logp"].to(self.device).float()
+        return torch.full_like(logp, float("-inf")).scatter_(1, idx, logp)
 
     def load_model(self, directory, epoch=None):
         path = os.path.join(directory, CLASS_FEATURES_FILE) if directory else None
@@ -259,7 +365,7 @@ class PromptKD(ClipPromptTrainer):
     def forward_backward(self, batch):
         image = batch["img"].to(self.device)  # labels are not read
         node = self.cfg.TRAINER.PROMPTKD
-        teacher_logits = self.teacher.logits(image)
+        teacher_logits = self.table_teacher_logits(batch) if self.ril_table is not None else self.teacher.logits(image)
         with self.autocast():
             student_logits = self.model(image)
             loss = float(node.KD_WEIGHT) * promptkd_loss(student_logits, teacher_logits, float(node.TEMPERATURE))
@@ -267,3 +373,63 @@ class PromptKD(ClipPromptTrainer):
         agree = (student_logits.detach().argmax(-1) == teacher_logits.argmax(-1)).float().mean() * 100
         loss_v, agree_v = torch.stack([loss.detach().float(), agree]).tolist()
         return {"loss": loss_v, "agree": agree_v}
+
+
+# ------------------------------------------------------------------ checks of a table for table-fed PromptKD
+
+
+def table_build_command(cfg, path):
+    """The ``python -m ril_tools.build`` command that builds this run's table from its prompted teacher."""
+    from trainers.fdbpl_data import rebuild_command
+
+    node = cfg.TRAINER.PROMPTKD
+    manifest = {"teacher": {"name": str(node.TEACHER), "prompts_checkpoint": str(node.TEACHER_CKPT),
+                            "ctx_init": str(node.TEACHER_CTX_INIT)}, "label_kind": "full", "num_crops": 500}
+    return rebuild_command(cfg, path, manifest, overwrite=os.path.isdir(path))
+
+
+def fmt_manifest(cfg):
+    """The table's manifest (checked by ril_tools.format.read_manifest), or a one-line error with the build."""
+    from ril_tools import format as fmt
+
+    path = str(cfg.TRAINER.PROMPTKD.RIL_DIR)
+    if not os.path.isfile(os.path.join(path, fmt.MANIFEST)):
+        state = "has no manifest.json (an unfinished build: re-running it resumes)" if os.path.isdir(path) \
+            else "does not exist"
+        raise RilError(f"TRAINER.PROMPTKD.RIL_DIR {path} {state}; build it with: {table_build_command(cfg, path)}")
+    return fmt.read_manifest(path)
+
+
+def check_prompted_table_kind(cfg, manifest):
+    """Refuse a table that does not hold what PromptKD's loss needs: a prompted teacher's dense log-probs."""
+    path = str(cfg.TRAINER.PROMPTKD.RIL_DIR)
+    teacher = manifest.get("teacher") or {}
+    kind = teacher.get("kind", "zeroshot")
+    if kind != TEACHER_KIND:
+        raise RilError(f"TRAINER.PROMPTKD.RIL_DIR {path} was built by a {kind} teacher (manifest teacher.kind "
+                       f"{kind!r}), PromptKD needs the prompted teacher's log-probabilities (teacher.kind "
+                       f"{TEACHER_KIND!r}); build one with: {table_build_command(cfg, path)}")
+    if manifest.get("label_kind") != "full":
+        raise RilError(f"TRAINER.PROMPTKD.RIL_DIR {path} stores top-{manifest.get('k')} labels (manifest label_kind "
+                       f"{manifest.get('label_kind')!r}), PromptKD's KL needs every class (label_kind 'full'); "
+                       f"build one with: {table_build_command(cfg, path)}")
+
+
+def check_prompted_table_teacher(cfg, manifest, info):
+    """Refuse a prompted table of another teacher: backbone weights or prompts differ from TEACHER/TEACHER_CKPT."""
+    path = str(cfg.TRAINER.PROMPTKD.RIL_DIR)
+    stored = manifest.get("teacher") or {}
+    for key, what, setting in (("weights_hash", "backbone weights", "TRAINER.PROMPTKD.TEACHER"),
+                               ("prompts_hash", "teacher prompts", "TRAINER.PROMPTKD.TEACHER_CKPT")):
+        if stored.get(key) != info.get(key):
+            source = stored.get("name") if key == "weights_hash" else stored.get("prompts_checkpoint")
+            raise RilError(f"TRAINER.PROMPTKD.RIL_DIR {path} was built by another teacher: manifest teacher.{key} "
+                           f"{stored.get(key)!r} ({what} of {source!r}) differs from {setting}'s "
+                           f"{info.get(key)!r}; set {setting} to the table's teacher or rebuild the table with: "
+                           f"{table_build_command(cfg, path)}")
+    if list(manifest.get("prompts") or []) != list(info.get("prompts") or []):
+        raise RilError(f"TRAINER.PROMPTKD.RIL_DIR {path} was built with other teacher prompt words (manifest "
+                       f"prompts[0] {(manifest.get('prompts') or [''])[0]!r}, this run's teacher "
+                       f"{(info.get('prompts') or [''])[0]!r}); set TRAINER.PROMPTKD.TEACHER_CTX_INIT to the "
+                       f"table's teacher.ctx_init {stored.get('ctx_init')!r} or rebuild the table with: "
+                       f"{table_build_command(cfg, path)}")
