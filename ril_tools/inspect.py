@@ -66,6 +66,8 @@ def summary_lines(table):
         f"teacher        {teacher['name']} ({teacher['resolved']}), {teacher['precision']}, "
         f"input {teacher['input_size']} px, logit scale {m['logit_scale']:.2f}, weights {teacher['weights_hash']}",
         f"template       {m['template']!r}",
+        *([f"prompts        learned, from {teacher.get('prompts_checkpoint')} ({teacher.get('prompts_hash')}); "
+           f"kind {teacher.get('kind')!r}: {teacher.get('stores')}"] if teacher.get("kind") else []),
         f"dataset        {ds.get('name')} shots={ds.get('num_shots')} subsample={ds.get('subsample')} "
         f"seed={ds.get('few_shot_seed')} fingerprint={ds['fingerprint'][:23]}...",
         f"crops          scale {m['crop']['scale']}, ratio {[round(r, 4) for r in m['crop']['ratio']]}, "

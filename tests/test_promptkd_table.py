@@ -82,6 +82,10 @@ def test_manifest_records_the_prompted_teacher_and_round_trips(world):
     described = PromptedTeacher(live, "cpu", (tuple(manifest["crop"]["mean"]), tuple(manifest["crop"]["std"])))
     assert json.loads(json.dumps(described.describe())) == teacher
     assert RilTable.open(world["table"]).teacher == teacher
+    from ril_tools.inspect import summary_lines  # the summary says what the table holds
+
+    line = next(x for x in summary_lines(RilTable.open(world["table"])) if x.startswith("prompts"))
+    assert teacher["prompts_hash"] in line and "'prompted'" in line
 
 
 def test_stored_logprobs_are_the_prompted_teachers_on_the_build_crops(world):
