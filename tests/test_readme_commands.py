@@ -48,6 +48,12 @@ NOT_RUN = {
     "bash scripts/fdbpl/toy_ablation.sh": "15 runs of about a minute each",
     "bash scripts/fdbpl/toy_tuning.sh": "13 runs of one to five minutes each",
     "bash scripts/promptkd/toy.sh SEED": "a teacher and a student training (tens of minutes); test_promptkd runs both",
+    "bash scripts/demo.sh --promptkd": "two more trainings per seed; test_demo runs the demo with --promptkd --quick",
+    "python scripts/parse_results.py output/promptkd_toy/t16": "reads toy.sh's output; test_parse_overview reads "
+                                                              "the same layout",
+    "python -m ril_tools.build ... --teacher BACKBONE --teacher-prompts TEACHER_DIR --label-kind full":
+        "a shape; tests/test_promptkd_table.py builds such tables",
+    "python -m ril_tools.inspect TABLE": "names the command; the pictures block runs it",
     "python -m ril_tools.build ... --seeds 0 1 2 --shots 1 2 4 8 16": "a shape, not a command; test_ril_union builds one",
     "python -m ril_tools.student_features --table TABLE --root DATA ...": "a shape; test_fdbpl_cached runs it",
     "python -m benchmarks.train_step --batch-size 32": "a ViT-L/14 speed measurement (needs the real weights)",
