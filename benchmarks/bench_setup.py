@@ -26,7 +26,7 @@ def random_clip(arch_name, seed=0):
     """A randomly initialised open_clip CLIP of architecture ``arch_name`` (fp32, eval, frozen, CPU)."""
     import open_clip
 
-    from trainers.clip_backend import build_clip
+    from clip_tools.loading import build_clip
 
     arch = open_clip.get_model_config(arch_name)
     if arch is None:
@@ -44,8 +44,8 @@ def random_clip(arch_name, seed=0):
 @contextlib.contextmanager
 def random_weights():
     """Serve ``random:ARCH`` backbone names to the trainers (student and KDPL teacher loaders)."""
+    import clip_tools.teacher
     import trainers.base
-    import trainers.teacher
 
     real = trainers.base.load_clip
 
@@ -54,12 +54,12 @@ def random_weights():
             return random_clip(str(name)[len(RANDOM_PREFIX):])
         return real(name, *args, **kw)
 
-    saved = (trainers.base.load_clip, trainers.teacher.load_clip)
-    trainers.base.load_clip = trainers.teacher.load_clip = load
+    saved = (trainers.base.load_clip, clip_tools.teacher.load_clip)
+    trainers.base.load_clip = clip_tools.teacher.load_clip = load
     try:
         yield
     finally:
-        trainers.base.load_clip, trainers.teacher.load_clip = saved
+        trainers.base.load_clip, clip_tools.teacher.load_clip = saved
 
 
 def make_images(root, num_images, num_classes, size=(400, 300), seed=0):

@@ -27,16 +27,27 @@ if __package__ in (None, ""):  # run as a script (python ril_tools/build.py, tor
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-import torch  # noqa: E402
+import torch
 
-from engine.cli import run_cli  # noqa: E402
-from engine.errors import RilError  # noqa: E402
-from ril_tools import format as fmt  # noqa: E402
-from ril_tools.crops import image_keys  # noqa: E402
-from ril_tools.pipeline import RankBuilder  # noqa: E402
-from ril_tools.plan import local_image_ids, make_plan, record_dtype_of, training_image_list  # noqa: E402
-from ril_tools.writer import (ShardWriter, build_lock, finalize_table, plan_difference,  # noqa: E402
-                              remove_table_files, remove_temporaries)
+from engine.cli import run_cli
+from engine.errors import RilError
+from ril_tools import format as fmt
+from ril_tools.crops import image_keys
+from ril_tools.pipeline import RankBuilder
+from ril_tools.plan import (
+    local_image_ids,
+    make_plan,
+    record_dtype_of,
+    training_image_list,
+)
+from ril_tools.writer import (
+    ShardWriter,
+    build_lock,
+    finalize_table,
+    plan_difference,
+    remove_table_files,
+    remove_temporaries,
+)
 
 DEFAULT_TEACHER = "ViT-L/14"
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -219,7 +230,7 @@ def _split_int_lists(args):
 
 def _load_union(cfg, args, rank, barrier):
     """(items, class names, dataset info) of the run's split, or of the union of the few-shot subsets of
-    ``--seeds`` x ``--shots``: one table then serves every one of those runs (trainers.fdbpl_data accepts
+    ``--seeds`` x ``--shots``: one table then serves every one of those runs (ril_tools.replay accepts
     a table holding a superset of a run's images; crops are keyed by image path, not by table position)."""
     seeds = args.seeds or [int(cfg.SEED)]
     shots = args.shots or [int(cfg.DATASET.NUM_SHOTS)]
@@ -245,8 +256,8 @@ def _load_union(cfg, args, rank, barrier):
 
 
 def main(argv=None):
+    from clip_tools.teacher import FrozenTeacher
     from engine.cli import setup_cfg
-    from ril_tools.teacher import ClipTeacher
 
     args = _split_int_lists(build_parser().parse_args(argv))
     rank, world, local_rank, barrier = _init_distributed()
@@ -261,7 +272,10 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = False  # fixed kernels: a resumed build writes the same bytes
         torch.backends.cudnn.deterministic = True
     prec = args.prec or default_precision(device)
-    teacher = ClipTeacher.load(args.teacher, classnames, args.template, device, prec)
+    teacher = FrozenTeacher.load(args.teacher, classnames, args.template, device, prec, prec_key="--prec")
+    if not isinstance(teacher.input_size, int):
+        raise RilError(f"teacher {args.teacher} takes {teacher.input_size} images, not square; use a square-input "
+                       f"teacher")
     plan = make_plan(
         teacher=teacher, classnames=classnames, template=args.template, image_list=image_list,
         dataset_info=dataset_info,

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import train
+from clip_tools.prompted import normalize
 from engine.logger import close_logger
 from engine.results import parse_log
 from engine.trainer import build_trainer
 from tests.fixtures.fdbpl_world import REPO
-from trainers.base import normalize
 from trainers.cocoop_fdbpl import FDBPLCoCoOp, per_image_second_order_loss
 from trainers.losses import fdbpl_total_loss
 

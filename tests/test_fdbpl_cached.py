@@ -16,8 +16,8 @@ import torch
 import train
 from engine.errors import ConfigError, RilError
 from ril_tools import format as fmt
-from tests.test_fdbpl import fdbpl_args
 from tests.fixtures.fdbpl_world import REPO
+from tests.test_fdbpl import fdbpl_args
 
 FDBPL_YAML = os.path.join(REPO, "configs/trainers/FDBPL/toyshapes.yaml")
 TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
@@ -87,7 +87,7 @@ def test_cached_step_runs_no_image_encoder_and_reads_no_image(world, cached_tabl
         raise AssertionError("the cached step must not decode images or run the image encoder")
 
     monkeypatch.setattr(trainer.model.image_encoder, "forward", forbidden)
-    monkeypatch.setattr("trainers.fdbpl_data.read_image", forbidden)
+    monkeypatch.setattr("ril_tools.replay.read_image", forbidden)
     trainer.before_epoch()
     got = trainer.forward_backward(next(iter(trainer.train_loader_x)))
     assert np.isfinite(got["loss"])

@@ -12,9 +12,9 @@ import train
 from engine.config import get_cfg_default, merge_cfg_file, merge_cfg_opts
 from engine.errors import RilError
 from engine.trainer import build_trainer
-from tests.test_fdbpl import TOY_YAML
+from ril_tools.replay import LABEL_MODES
 from tests.fixtures.fdbpl_world import REPO
-from trainers.fdbpl_data import LABEL_MODES
+from tests.test_fdbpl import TOY_YAML
 
 FDBPL_DIR = os.path.join(REPO, "configs", "trainers", "FDBPL")
 REAL = sorted(glob.glob(os.path.join(FDBPL_DIR, "vit_*.yaml")) + glob.glob(os.path.join(FDBPL_DIR, "promptsrc_vit_*.yaml")))

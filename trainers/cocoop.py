@@ -19,13 +19,13 @@ master weights whatever the CLIP precision (CoCoOp trains them in fp16). Checkpo
 import torch
 from torch import nn
 
+from clip_tools.prompt_learners import CoOpPromptLearner
+from clip_tools.prompted import PromptedCLIP, normalize
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import PromptedCLIP, normalize
 from trainers.coop import CoOp
-from trainers.prompt_learners import CoOpPromptLearner
 
-__all__ = ["CoCoOp", "CoCoOpPromptLearner", "CoCoOpCLIP"]
+__all__ = ["CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
 
 
 class CoCoOpPromptLearner(CoOpPromptLearner):

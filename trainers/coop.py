@@ -1,10 +1,10 @@
 """CoOp: learnable context vectors in front of (or around) the class name, trained with cross-entropy."""
 import torch.nn.functional as F
 
+from clip_tools.prompt_learners import CoOpPromptLearner
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
 from trainers.base import ClipPromptTrainer
-from trainers.prompt_learners import CoOpPromptLearner
 
 
 def coop_prompt_learner(cfg, classnames, clip_model, ctx_init=None):

@@ -4,7 +4,7 @@ Positive prompts ("a photo of a", ``TRAINER.COOP.CTX_INIT``) and negative prompt
 ``TRAINER.FDBPL.NEG_CTX_INIT``) are two CoOp learners over the same frozen CLIP. Each step runs the image
 encoder once on the replayed crops and the text encoder once on both prompt sets ([2C, L, D]), then
 minimises Eq. 17 (``trainers.losses.fdbpl_total_loss``) against the teacher labels stored in the RIL table.
-No teacher model is ever loaded here: the soft labels come from the table (``trainers.fdbpl_data``).
+No teacher model is ever loaded here: the soft labels come from the table (``ril_tools.replay``).
 
 Evaluation (``model_inference``, ``--eval-only``) uses the positive prompts only; class tokens are rebuilt
 for the evaluated class list and never loaded from a checkpoint, so base-trained prompts evaluate on new
@@ -16,15 +16,21 @@ classes or another dataset. The table is opened in ``before_train`` only, so eva
 import torch
 from torch import nn
 
+from clip_tools.prompted import normalize
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
-from trainers.base import ClipPromptTrainer, normalize
+from ril_tools.replay import (
+    LABEL_MODES,
+    build_ril_loader,
+    open_ril_table,
+    teacher_targets,
+)
+from trainers.base import ClipPromptTrainer
 from trainers.coop import coop_prompt_learner
-from trainers.fdbpl_data import LABEL_MODES, build_ril_loader, open_ril_table, teacher_targets
 from trainers.losses import DIFF1_FORMS, fdbpl_total_loss
 
-__all__ = ["FDBPL", "DualPromptLearner", "BASES"]
+__all__ = ["BASES", "FDBPL", "DualPromptLearner"]
 
 BASES = ("CoOp", "PromptSRC", "CoCoOp")
 LOG_KEYS = ("loss", "loss_pos", "loss_neg", "loss_diff1", "loss_diff2", "acc")

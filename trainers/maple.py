@@ -21,12 +21,17 @@ import copy
 
 from torch import nn
 
+from clip_tools.vl_prompts import (
+    VLPromptedCLIP,
+    VLPromptLearner,
+    _text_layers,
+    _vision_tower,
+)
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
 from trainers.promptsrc import IVLP
-from trainers.vl_prompts import VLPromptedCLIP, VLPromptLearner, _text_layers, _vision_tower
 
-__all__ = ["MaPLe", "MaPLePromptLearner", "MODEL_SLOT"]
+__all__ = ["MODEL_SLOT", "MaPLe", "MaPLePromptLearner"]
 
 MODEL_SLOT = "MultiModalPromptLearner"  # MaPLe's checkpoint folder name
 

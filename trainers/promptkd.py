@@ -33,18 +33,25 @@ import os
 import torch
 from torch import nn
 
+from clip_tools.encoders import ImageEncoder
+from clip_tools.loading import check_image_size, load_clip
+from clip_tools.prompted import normalize
+from clip_tools.teacher import FrozenTeacher
+from clip_tools.vl_prompts import (
+    VLPromptedCLIP,
+    VLPromptLearner,
+    _normal,
+    _vision_tower,
+)
 from engine.checkpoint import load_checkpoint
 from engine.config import CfgNode
 from engine.errors import CheckpointError, ConfigError
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import ClipPromptTrainer, normalize
-from trainers.clip_backend import apply_precision, check_image_size, load_clip
-from trainers.encoders import ImageEncoder
+from trainers.base import ClipPromptTrainer
 from trainers.losses import promptkd_loss
 from trainers.promptsrc import MODEL_SLOT
-from trainers.vl_prompts import VLPromptedCLIP, VLPromptLearner, _normal, _vision_tower
 
-__all__ = ["extend_cfg", "PromptKD", "StudentPrompts", "PromptKDStudent", "PromptKDTeacher", "CLASS_FEATURES_FILE"]
+__all__ = ["CLASS_FEATURES_FILE", "PromptKD", "PromptKDStudent", "PromptKDTeacher", "StudentPrompts", "extend_cfg"]
 
 CLASS_FEATURES_FILE = "teacher_class_features.pt"
 
@@ -67,7 +74,7 @@ def extend_cfg(cfg):
 
 def embedding_width(name):
     """The joint embedding width of a CLIP backbone (the projector's output) without building the model."""
-    from trainers.clip_backend import infer_openai_arch, read_clip_file, resolve_model_name
+    from clip_tools.loading import infer_openai_arch, read_clip_file, resolve_model_name
 
     ref = resolve_model_name(name)
     if ref.is_file and ref.arch is None:
@@ -138,12 +145,20 @@ def teacher_checkpoint_file(folder):
                           f"the output folder of a PromptSRC or IVLP run on the teacher backbone")
 
 
-class PromptKDTeacher:
-    """The prompted teacher: class vectors encoded ONCE at load, then only the image tower runs."""
+class _PromptedImageTower(nn.Module):
+    """Images -> the prompted teacher's image features (its deep vision prompts included)."""
 
-    def __init__(self, model, class_features):
-        self.model, self.class_features = model, class_features
-        self.logit_scale = float(model.logit_scale.detach().float().exp())
+    def __init__(self, prompted):
+        super().__init__()
+        self.prompted = prompted
+
+    def forward(self, image):
+        return self.prompted.image_features(image)
+
+
+class PromptKDTeacher(FrozenTeacher):
+    """The prompted teacher: the one frozen teacher, with class vectors from learned prompts (encoded ONCE at
+    load; the text tower is dropped afterwards) and its image features through the prompted image tower."""
 
     @classmethod
     @torch.no_grad()
@@ -156,7 +171,6 @@ class PromptKDTeacher:
                                   f"TRAINER.PROMPTKD.TEACHER_CKPT to such a run's output folder")
         clip_model = load_clip(node.TEACHER)
         check_image_size(cfg.INPUT.SIZE, clip_model)
-        apply_precision(clip_model, node.TEACHER_PREC if device.type == "cuda" else "fp32")
         n_deep_text = sum(k.startswith("deep_text.") for k in state)
         n_deep_vision = sum(k.startswith("deep_vision.") for k in state)
         has_vision = state.get("vision_ctx") is not None
@@ -178,12 +192,8 @@ class PromptKDTeacher:
         model.text_encoder = None  # the text tower is never needed again
         print(f"PromptKD teacher {node.TEACHER} with prompts from {path}: {len(classnames)} class vectors "
               f"[{features.shape[1]}] stored")
-        return cls(model, features)
-
-    @torch.no_grad()
-    def logits(self, image):
-        """Teacher logits [B, C] (teacher's own logit scale) over the stored class vectors."""
-        return self.logit_scale * self.model.image_features(image).float() @ self.class_features.t()
+        return cls(model, features, device, node.TEACHER_PREC, image_features=_PromptedImageTower(model),
+                   name=node.TEACHER, classnames=classnames, prec_key="TRAINER.PROMPTKD.TEACHER_PREC")
 
 
 @TRAINER_REGISTRY.register()
@@ -238,7 +248,7 @@ class PromptKD(ClipPromptTrainer):
                               "(or IVLP) on the teacher backbone and pass that run's output folder")
         classnames = list(self.dm.dataset.classnames)
         self.teacher = PromptKDTeacher.load(self.cfg, classnames, self.device)
-        store = {"classnames": classnames, "features": self.teacher.class_features.cpu(),
+        store = {"classnames": classnames, "features": self.teacher.text_features.cpu(),
                  "teacher": str(node.TEACHER), "teacher_ckpt": os.path.abspath(teacher_checkpoint_file(node.TEACHER_CKPT))}
         os.makedirs(self.output_dir, exist_ok=True)
         torch.save(store, os.path.join(self.output_dir, CLASS_FEATURES_FILE))

@@ -19,12 +19,12 @@ evaluation are FDBPL's.
 
 import torch
 
-from trainers.base import normalize
-from trainers.fdbpl import LOG_KEYS, FDBPL, DualPromptLearner
+from clip_tools.prompted import normalize
+from clip_tools.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
+from trainers.fdbpl import FDBPL, LOG_KEYS, DualPromptLearner
 from trainers.promptsrc import PromptSrcMixin
-from trainers.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
 
-__all__ = ["FDBPLPromptSRC", "DualVLPromptLearner", "build_dual_vl_prompt_learner"]
+__all__ = ["DualVLPromptLearner", "FDBPLPromptSRC", "build_dual_vl_prompt_learner"]
 
 SCL_KEYS = ("loss_scl_text", "loss_scl_image", "loss_scl_logits")
 

@@ -4,7 +4,7 @@ This is the "deep vision prompting" baseline of Khattak et al. (MaPLe, CVPR 2023
 Prompt Tuning (ECCV 2022), not Jia et al.'s linear-head model: classes are scored against the frozen CLIP
 text features of ``"<CTX_INIT> <class name>."`` ("a photo of a", the prompt MaPLe's VPT hard-codes).
 ``N_CTX_VISION`` prompt tokens are appended after [CLS, patches] before ``ln_pre``, and blocks
-1..PROMPT_DEPTH_VISION-1 replace them by their own (the shared :class:`trainers.encoders.ImageEncoder`).
+1..PROMPT_DEPTH_VISION-1 replace them by their own (the shared :class:`clip_tools.encoders.ImageEncoder`).
 
 Differences from the released code, on purpose: ``TRAINER.VPT.CTX_INIT`` sets the hand prompt (the released
 code ignores it and always says "a photo of a", which is the default here); the prompts follow ``PREC`` like
@@ -15,14 +15,14 @@ checkpoints (slot ``prompt_learner``) hold the prompts only, not the whole CLIP.
 import torch
 from torch import nn
 
+from clip_tools.prompted import normalize
+from clip_tools.tokens import context_length_of, tokenize
+from clip_tools.vl_prompts import VLPromptedCLIP, _normal, _vision_tower
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import normalize
-from trainers.clip_backend import context_length_of, tokenize
 from trainers.promptsrc import IVLP
-from trainers.vl_prompts import VLPromptedCLIP, _normal, _vision_tower
 
-__all__ = ["VPT", "VPTPromptLearner", "VPTCLIP", "hand_prompt_features"]
+__all__ = ["VPT", "VPTCLIP", "VPTPromptLearner", "hand_prompt_features"]
 
 
 @torch.no_grad()

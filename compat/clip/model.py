@@ -16,8 +16,9 @@ import torch
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-from trainers import clip_backend as _backend
-from trainers.encoders import ImageEncoder
+from clip_tools import loading as _backend
+from clip_tools import tokens as _tokens
+from clip_tools.encoders import ImageEncoder
 
 __all__ = ["CLIP", "build_model", "convert_weights"]
 _PLAIN = ("CoOp", "CoCoOp")
@@ -111,7 +112,7 @@ class CLIP(nn.Module):
         self.visual.input_resolution = _backend.image_size_of(m)[0]
         self.transformer = SequenceFirstTransformer(m.transformer.resblocks, m.attn_mask,
                                                     getattr(m.transformer, "batch_first", False), m.transformer.width)
-        self.context_length = _backend.context_length_of(m)
+        self.context_length = _tokens.context_length_of(m)
         self.vocab_size = m.token_embedding.num_embeddings
         self.token_embedding = m.token_embedding
         self.positional_embedding = m.positional_embedding

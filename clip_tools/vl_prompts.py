@@ -8,7 +8,7 @@ Layout (PromptSRC's and MaPLe's forked ``clip/model.py``), with depth J meaning 
   ``ln_pre``), and ``deep_vision[i-1]`` replaces the last n_ctx_vision tokens at the start of block i for
   i = 1..J_vision-1. J_vision = 0 (or n_ctx_vision = 0) means no vision prompts at all.
 
-The encoders that place them are :class:`trainers.encoders.TextEncoder` / :class:`ImageEncoder`.
+The encoders that place them are :class:`clip_tools.encoders.TextEncoder` / :class:`ImageEncoder`.
 Every prompt is an fp32 parameter (master weights) whatever the CLIP precision; the encoders cast it to the
 model dtype. Where PromptSRC's checkpoints hold the whole CLIP, this learner is the only registered module,
 so a checkpoint holds the prompts (plus the class-dependent token buffers, which loaders drop).
@@ -17,10 +17,10 @@ so a checkpoint holds the prompts (plus the class-dependent token buffers, which
 import torch
 from torch import nn
 
+from clip_tools.prompt_learners import CoOpPromptLearner
+from clip_tools.prompted import PromptedCLIP, normalize
+from clip_tools.tokens import bpe_encode
 from engine.errors import ConfigError
-from trainers.base import PromptedCLIP, normalize
-from trainers.clip_backend import bpe_encode
-from trainers.prompt_learners import CoOpPromptLearner
 
 __all__ = ["VLPromptLearner", "VLPromptedCLIP", "build_vl_prompt_learner", "vl_settings"]
 

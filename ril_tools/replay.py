@@ -38,8 +38,16 @@ from ril_tools.integrity import read_image_with_hash
 from ril_tools.labels import densify, teacher_argmax
 from ril_tools.plan import relpath_of, training_image_list
 
-__all__ = ["EpochSampler", "RilReplayDataset", "build_ril_loader", "open_ril_table", "rebuild_command",
-           "replay_crop", "teacher_targets", "LABEL_MODES"]
+__all__ = [
+    "LABEL_MODES",
+    "EpochSampler",
+    "RilReplayDataset",
+    "build_ril_loader",
+    "open_ril_table",
+    "rebuild_command",
+    "replay_crop",
+    "teacher_targets",
+]
 
 LABEL_MODES = ("full", "ms", "mr")
 STREAM_SHUFFLE = 3  # ril_tools.crops uses streams 1 (crops) and 2 (crop schedule)
