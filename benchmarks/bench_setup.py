@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from engine.config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, get_cfg_default
+from engine.cli import default_cfg
+from engine.config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
 from engine.data.datum import Datum
 from engine.registry import TRAINER_REGISTRY
 from engine.trainer import TrainerBase
@@ -103,7 +104,7 @@ def build_ril_table(root, items, classnames, num_crops=16, k=20, seed=1):
 
 def bench_cfg(root, student, teacher, device, prec, teacher_prec, batch_size):
     """A frozen config with the KDPL/CoOp ViT-B/32 recipe (224 px, N_CTX 4 from "a photo of a", SGD)."""
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     cfg.DATASET.ROOT = root
     cfg.DATASET.NAME = "Benchmark"  # not a registered dataset: templates fall back to "a photo of a {}."
     cfg.USE_CUDA = torch.device(device).type == "cuda"

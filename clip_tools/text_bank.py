@@ -19,7 +19,9 @@ import torch.nn.functional as F
 
 from clip_tools.encoders import TextEncoder
 from clip_tools.tokens import tokenize
-from datasets import templates as prompt_templates  # looked up per call: one rule, patchable in tests
+from datasets import (
+    templates as prompt_templates,  # looked up per call: one rule, patchable in tests
+)
 
 __all__ = ["ENSEMBLES", "class_text_features"]
 

@@ -108,10 +108,10 @@ def fdbpl_src_trainer(world, tmp_path):
 
 
 def test_fdbpl_step_shares_vision_prompts_and_duplicates_text_prompts(world, tmp_path):
-    from trainers.promptsrc_fdbpl import FDBPLPromptSRC
+    from trainers.promptsrc_fdbpl import PromptSRC_FDBPL
 
     trainer = fdbpl_src_trainer(world, tmp_path)
-    assert type(trainer) is FDBPLPromptSRC
+    assert type(trainer) is PromptSRC_FDBPL
     learner = trainer.model.prompt_learner
     assert {k for k, _ in learner.named_parameters()} == {
         "pos.ctx", "pos.deep_text.0", "pos.vision_ctx", "pos.deep_vision.0", "neg.ctx", "neg.deep_text.0"}

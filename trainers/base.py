@@ -19,6 +19,10 @@ from clip_tools.prompted import PromptedCLIP
 from engine.errors import ConfigError
 from engine.trainer import TrainerX
 
+# CoOp-family prompt learners keep the class-name token embeddings as buffers with these names; they depend on
+# the class list, so a checkpoint never overwrites them (CoOp's load_model deletes them the same way).
+CLASS_DEPENDENT_SUFFIXES = ("token_prefix", "token_suffix")
+
 
 class ClipPromptTrainer(TrainerX):
     """Base of the CLIP trainers: config node for precision, backbone loading, AMP-aware optimisation.
@@ -29,6 +33,9 @@ class ClipPromptTrainer(TrainerX):
 
     CFG_NODE = "COOP"
     scaler = None
+
+    def _class_dependent(self, key, model):
+        return key.endswith(CLASS_DEPENDENT_SUFFIXES) or super()._class_dependent(key, model)
 
     def check_cfg(self, cfg):
         check_precision(cfg.TRAINER[self.CFG_NODE].PREC, f"TRAINER.{self.CFG_NODE}.PREC", STUDENT_PRECISIONS)

@@ -21,11 +21,17 @@ from torch import nn
 
 from clip_tools.prompt_learners import CoOpPromptLearner
 from clip_tools.prompted import PromptedCLIP, normalize
+from engine.config import node
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
 from trainers.coop import CoOp
 
-__all__ = ["CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
+__all__ = ["extend_cfg", "CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
+
+
+def extend_cfg(cfg):
+    """CoCoOp's ``TRAINER.COCOOP``."""
+    cfg.TRAINER.COCOOP = node(N_CTX=16, CTX_INIT="", PREC="fp16")
 
 
 class CoCoOpPromptLearner(CoOpPromptLearner):

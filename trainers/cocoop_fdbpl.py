@@ -17,11 +17,12 @@ builds this class when BASE is CoCoOp; data (RIL replay), checks and evaluation 
 import torch
 import torch.nn.functional as F
 
+from engine.registry import TRAINER_REGISTRY
 from trainers.cocoop import CoCoOpCLIP, CoCoOpPromptLearner
 from trainers.fdbpl import FDBPL, DualPromptLearner
 from trainers.losses import FdbplLosses, fdbpl_total_loss, first_order_difference_loss
 
-__all__ = ["FDBPLCoCoOp", "DualCoCoOpCLIP", "per_image_second_order_loss"]
+__all__ = ["CoCoOp_FDBPL", "DualCoCoOpCLIP", "per_image_second_order_loss"]
 
 EPS = 1e-8
 
@@ -50,7 +51,8 @@ def per_image_second_order_loss(img, txt_pos, txt_neg, labels, w, delta):
     return (pair * F.relu(s2 + delta)).sum() / (n * (n - 1))
 
 
-class FDBPLCoCoOp(FDBPL):
+@TRAINER_REGISTRY.register()
+class CoCoOp_FDBPL(FDBPL):
     """FDBPL (Eq. 9-17 from the RIL table) with image-conditioned positive and negative CoCoOp prompts."""
 
     def build_model(self):

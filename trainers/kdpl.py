@@ -20,6 +20,7 @@ from clip_tools.precision import check_precision
 from clip_tools.prompted import normalize
 from clip_tools.teacher import FrozenTeacher
 from clip_tools.tokens import tokenize
+from engine.config import node
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
@@ -32,7 +33,21 @@ from trainers.kdpl_concepts import (
 from trainers.kdpl_table import RilTeacherMixin
 from trainers.losses import kdpl_loss
 
-__all__ = ["CoOp_KDPL", "ConceptPrompts", "KdplMixin"]
+__all__ = ["extend_cfg", "CoOp_KDPL", "ConceptPrompts", "KdplMixin"]
+
+
+def extend_cfg(cfg):
+    """KDPL's ``TRAINER.KDPL`` (teacher, class-agnostic mode, table-fed mode)."""
+    cfg.TRAINER.KDPL = node(
+        TEACHER="ViT-H-14-quickgelu",
+        CLASS_AGNOSTIC=False,
+        K_MAX=1000,  # used only in class-agnostic mode
+        CTX_INIT="a photo of a",
+        PREC="fp16",
+        CLASSNAMES_FILE="",
+        RIL_DIR="",  # a table of the teacher's soft labels replaces the online teacher (kdpl_table.py)
+        LABEL_MODE="ms",  # table labels: full | ms | mr
+    )
 
 
 class KdplMixin(RilTeacherMixin):

@@ -24,16 +24,10 @@ import torch
 from engine.errors import ConfigError
 from ril_tools.replay import build_ril_loader, open_ril_table, teacher_targets
 
-__all__ = ["TABLE_LABEL_MODES", "RilTeacherMixin", "extend_cfg"]
+__all__ = ["TABLE_LABEL_MODES", "RilTeacherMixin"]
 
 # "mr" (re-normalised top-K) leaves exact zeros; KDPL's KL(S || T) is infinite there.
 TABLE_LABEL_MODES = ("ms", "full")
-
-
-def extend_cfg(cfg):
-    """Add ``TRAINER.KDPL.RIL_DIR`` (empty: online teacher) and ``TRAINER.KDPL.LABEL_MODE`` (table labels)."""
-    cfg.TRAINER.KDPL.RIL_DIR = ""
-    cfg.TRAINER.KDPL.LABEL_MODE = "ms"
 
 
 class RilTeacherMixin:

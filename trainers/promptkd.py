@@ -40,8 +40,8 @@ from clip_tools.teacher import FrozenTeacher
 from clip_tools.vl_prompts import (
     VLPromptedCLIP,
     VLPromptLearner,
-    _normal,
-    _vision_tower,
+    prompt_init,
+    vision_tower,
 )
 from engine.checkpoint import load_checkpoint
 from engine.config import CfgNode
@@ -94,15 +94,15 @@ class StudentPrompts(nn.Module):
 
     def __init__(self, clip_model, n_ctx, depth, teacher_width):
         super().__init__()
-        is_vit, layers, width = _vision_tower(clip_model)
+        is_vit, layers, width = vision_tower(clip_model)
         if not is_vit:
             raise ConfigError("PromptKD's student needs a ViT backbone (vision prompts); set MODEL.BACKBONE.NAME "
                               "to a ViT")
         if int(n_ctx) < 1 or not 1 <= int(depth) <= layers:
             raise ConfigError(f"TRAINER.PROMPTKD.N_CTX_VISION {n_ctx} / PROMPT_DEPTH_VISION {depth}: need >= 1 "
                               f"prompt and a depth between 1 and the student ViT's {layers} blocks")
-        self.vision_ctx = _normal(int(n_ctx), width)
-        self.deep_vision = nn.ParameterList([_normal(int(n_ctx), width) for _ in range(int(depth) - 1)])
+        self.vision_ctx = prompt_init(int(n_ctx), width)
+        self.deep_vision = nn.ParameterList([prompt_init(int(n_ctx), width) for _ in range(int(depth) - 1)])
         self.projector = nn.Linear(int(clip_model.visual.output_dim), int(teacher_width))
 
     def vision_prompts(self):

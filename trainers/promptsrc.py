@@ -24,14 +24,39 @@ import torch.nn.functional as F
 
 from clip_tools.text_bank import class_text_features
 from clip_tools.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
+from engine.config import node
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
 from trainers.base import ClipPromptTrainer
 from trainers.losses import gpa_weights, promptsrc_regularisation
 
-__all__ = ["IVLP", "MODEL_SLOT", "GpaAccumulator", "PromptSRC", "PromptSrcMixin"]
+__all__ = ["extend_cfg", "IVLP", "MODEL_SLOT", "GpaAccumulator", "PromptSRC", "PromptSrcMixin"]
 
 MODEL_SLOT = "VLPromptLearner"  # PromptSRC's checkpoint folder name
+
+
+def extend_cfg(cfg):
+    """PromptSRC's ``TRAINER.PROMPTSRC`` and IVLP's ``TRAINER.IVLP``."""
+    cfg.TRAINER.PROMPTSRC = node(
+        N_CTX_VISION=4,
+        N_CTX_TEXT=4,
+        CTX_INIT="a photo of a",
+        PREC="fp16",
+        PROMPT_DEPTH_VISION=9,
+        PROMPT_DEPTH_TEXT=9,
+        TEXT_LOSS_WEIGHT=25.0,
+        IMAGE_LOSS_WEIGHT=10.0,
+        GPA_MEAN=15.0,
+        GPA_STD=1.0,
+    )
+    cfg.TRAINER.IVLP = node(
+        N_CTX_VISION=2,
+        N_CTX_TEXT=2,
+        CTX_INIT="a photo of a",
+        PREC="fp16",
+        PROMPT_DEPTH_VISION=9,
+        PROMPT_DEPTH_TEXT=9,
+    )
 
 
 class GpaAccumulator:

@@ -21,10 +21,11 @@ import torch
 
 from clip_tools.prompted import normalize
 from clip_tools.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
+from engine.registry import TRAINER_REGISTRY
 from trainers.fdbpl import FDBPL, LOG_KEYS, DualPromptLearner
 from trainers.promptsrc import PromptSrcMixin
 
-__all__ = ["DualVLPromptLearner", "FDBPLPromptSRC", "build_dual_vl_prompt_learner"]
+__all__ = ["DualVLPromptLearner", "PromptSRC_FDBPL", "build_dual_vl_prompt_learner"]
 
 SCL_KEYS = ("loss_scl_text", "loss_scl_image", "loss_scl_logits")
 
@@ -57,7 +58,8 @@ def build_dual_vl_prompt_learner(cfg, classnames, clip_model):
     return DualVLPromptLearner(pos, neg)
 
 
-class FDBPLPromptSRC(PromptSrcMixin, FDBPL):
+@TRAINER_REGISTRY.register()
+class PromptSRC_FDBPL(PromptSrcMixin, FDBPL):
     """FDBPL (Eq. 9-17 from the RIL table) with PromptSRC's deep prompts, self-regularisation and GPA."""
 
     def build_model(self):

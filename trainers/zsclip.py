@@ -4,8 +4,14 @@ from clip_tools.encoders import ImageEncoder
 from clip_tools.prompted import normalize
 from clip_tools.text_bank import class_text_features
 from datasets import templates as prompt_templates
+from engine.config import node
 from engine.registry import TRAINER_REGISTRY
 from trainers.base import ClipPromptTrainer
+
+
+def extend_cfg(cfg):
+    """``TRAINER.ZSCLIP.TEMPLATE`` (non-empty: overrides the per-dataset template)."""
+    cfg.TRAINER.ZSCLIP = node(TEMPLATE="")
 
 
 @TRAINER_REGISTRY.register()
