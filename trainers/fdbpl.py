@@ -27,8 +27,7 @@ from ril_tools.replay import (
     open_ril_table,
     teacher_targets,
 )
-from trainers.base import ClipPromptTrainer
-from trainers.coop import coop_prompt_learner
+from trainers.coop import CoOp, coop_prompt_learner
 from trainers.losses import DIFF1_FORMS, fdbpl_total_loss
 
 __all__ = ["extend_cfg", "BASES", "FDBPL", "DualPromptLearner"]
@@ -120,20 +119,36 @@ def build_dual_prompt_learner(cfg, classnames, clip_model):
     return DualPromptLearner(pos, neg)
 
 
-@TRAINER_REGISTRY.register()
-class FDBPL(ClipPromptTrainer):
-    """FDBPL with a CoOp base: RIL-table distillation into positive + negative prompts (Eq. 9-17)."""
+class FdbplMixin:
+    """FDBPL on a base trainer: put it BEFORE the base's trainer in the bases, as :class:`trainers.kdpl.KdplMixin`.
+
+    It brings the RIL replay loader (``before_train``), the table targets (``parse_batch_train``), Eq. 17
+    (``distillation_losses``) and the step; the class that combines it with a base builds the dual prompt learner
+    (``build_model``, ending with :meth:`setup_fdbpl`) and, where the base's text side differs, overrides
+    ``text_features_train`` or ``distillation_losses``. ``--trainer FDBPL`` picks the combination from
+    ``TRAINER.FDBPL.BASE`` (:meth:`variant_for`).
+    """
 
     CFG_NODE = "FDBPL"
-    cached_features = False  # set in build_model from TRAINER.FDBPL.CACHED_FEATURES (CoOp base only)
+    cached_features = False  # set in setup_fdbpl from TRAINER.FDBPL.CACHED_FEATURES (CoOp base only)
+    ril_table = None
+    use_negative = True
 
     @classmethod
     def variant_for(cls, cfg):
-        """The registered trainer for ``TRAINER.FDBPL.BASE``: this class (CoOp), PromptSRC_FDBPL or CoCoOp_FDBPL."""
+        """The registered trainer for ``TRAINER.FDBPL.BASE``: FDBPL (CoOp), PromptSRC_FDBPL or CoCoOp_FDBPL."""
         base = cfg.TRAINER.FDBPL.BASE
         if base not in BASES:
             raise ConfigError(f"TRAINER.FDBPL.BASE {base!r} is not one of {', '.join(BASES)}")
-        return FDBPL if base == "CoOp" else TRAINER_REGISTRY.get(f"{base}_FDBPL")
+        return TRAINER_REGISTRY.get("FDBPL" if base == "CoOp" else f"{base}_FDBPL")
+
+    def setup_fdbpl(self):
+        """After the model is built: which terms need the negative prompts, no table yet, cached features or not."""
+        node = self.cfg.TRAINER.FDBPL
+        # The negative prompts only matter through L_neg, L_diff1 and L_diff2.
+        self.use_negative = any(float(node[k]) != 0 for k in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2"))
+        self.ril_table = None
+        self.cached_features = bool(node.CACHED_FEATURES)
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -151,28 +166,6 @@ class FDBPL(ClipPromptTrainer):
         for key in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2", "ALPHA"):
             if float(node[key]) < 0:
                 raise ConfigError(f"TRAINER.FDBPL.{key} is {node[key]}; it must be >= 0 (0 switches the term off)")
-
-    # ------------------------------------------------------------------------------------ model
-
-    def build_model(self):
-        clip_model = self.load_clip_model()
-        learner = build_dual_prompt_learner(self.cfg, self.dm.dataset.classnames, clip_model)
-        self.model = self.build_prompted_model(clip_model, learner)
-        node = self.cfg.TRAINER.FDBPL
-        # The negative prompts only matter through L_neg, L_diff1 and L_diff2.
-        self.use_negative = any(float(node[k]) != 0 for k in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2"))
-        self.ril_table = None
-        self.cached_features = bool(node.CACHED_FEATURES)
-
-    def text_features_train(self):
-        """L2-normalised (positive [C, E], negative [C, E] or None), from ONE text-encoder call."""
-        learner = self.model.prompt_learner
-        if not self.use_negative:
-            feats = self.model.text_encoder(learner.pos(), learner.pos.tokenized_prompts, seq_len=learner.seq_len)
-            return normalize(feats), None
-        prompts, tokens, seq_len = learner.both()
-        feats = normalize(self.model.text_encoder(prompts, tokens, seq_len=seq_len))
-        return feats[:learner.n_cls], feats[learner.n_cls:]
 
     # ------------------------------------------------------------------------------------- data
 
@@ -252,3 +245,24 @@ class FDBPL(ClipPromptTrainer):
             _, _, logits_pos, losses = self.distillation_losses(image, teacher_probs, labels, w)
         self.optimize(losses.total)
         return self.log_values(losses.as_dict(), LOG_KEYS[:-1], logits_pos, labels)
+
+
+@TRAINER_REGISTRY.register()
+class FDBPL(FdbplMixin, CoOp):
+    """FDBPL with a CoOp base: RIL-table distillation into positive + negative prompts (Eq. 9-17)."""
+
+    def build_model(self):
+        clip_model = self.load_clip_model()
+        learner = build_dual_prompt_learner(self.cfg, self.dm.dataset.classnames, clip_model)
+        self.model = self.build_prompted_model(clip_model, learner)
+        self.setup_fdbpl()
+
+    def text_features_train(self):
+        """L2-normalised (positive [C, E], negative [C, E] or None), from ONE text-encoder call."""
+        learner = self.model.prompt_learner
+        if not self.use_negative:
+            feats = self.model.text_encoder(learner.pos(), learner.pos.tokenized_prompts, seq_len=learner.seq_len)
+            return normalize(feats), None
+        prompts, tokens, seq_len = learner.both()
+        feats = normalize(self.model.text_encoder(prompts, tokens, seq_len=seq_len))
+        return feats[:learner.n_cls], feats[learner.n_cls:]
