@@ -299,9 +299,46 @@ def test_design_details_add_ivlp_prompts_under_upstream_names(clip77):
 
 def test_design_details_reject_what_this_face_cannot_build(clip77):
     sd = torch.load(clip._download(clip._MODELS[clip77]), map_location="cpu")
-    with pytest.raises(ValueError, match="'MaPLe' is not supported by this clip face"):
-        clip.build_model(sd, {"trainer": "MaPLe", "vision_depth": 2, "language_depth": 2, "vision_ctx": 2,
-                              "language_ctx": 2, "maple_length": 2})
+    with pytest.raises(ValueError, match="'DPT' is not supported by this clip face"):
+        clip.build_model(sd, {"trainer": "DPT", "vision_depth": 2, "language_depth": 2, "vision_ctx": 2,
+                              "language_ctx": 2})
     zero = clip.build_model(sd, {"trainer": "IVLP", "vision_depth": 0, "language_depth": 0, "vision_ctx": 0,
                                  "language_ctx": 0})  # PromptSRC's frozen zero-shot copies
     assert not any("VPT" in n for n, _ in zero.named_parameters())
+
+
+MAPLE_DESIGN = {"trainer": "MaPLe", "vision_depth": 0, "language_depth": 0, "vision_ctx": 0, "language_ctx": 0,
+                "maple_length": 2}
+
+
+def test_maple_design_takes_the_coupled_prompts_as_maple_passes_them(clip77):
+    """MaPLe's upstream calls: ``transformer([x, deeper_text, 0])`` and ``visual(image, shared_ctx, deeper_vision)``
+    equal the shared encoders with the same prompts as deep prompts; the model owns no prompt parameters."""
+    from clip_tools.encoders import ImageEncoder, TextEncoder
+
+    sd = torch.load(clip._download(clip._MODELS[clip77]), map_location="cpu")
+    model = clip.build_model(sd, MAPLE_DESIGN).float()
+    plain = clip.build_model(sd).float()
+    assert set(model.state_dict()) == set(plain.state_dict())
+    ours = _precision.apply_precision(cb.load_clip(clip77), "fp16").float()
+    gen = torch.Generator().manual_seed(0)
+    deeper_text = [torch.randn(2, model.transformer.width, generator=gen) * 0.02]  # block 1 only (depth 2)
+    tokens = clip.tokenize(["X X red circle.", "X X blue star."])
+    emb = model.token_embedding(tokens)
+    x = (emb + model.positional_embedding).permute(1, 0, 2)
+    out, passed, counter = model.transformer([x, deeper_text, 0])
+    assert passed is deeper_text and counter == 1
+    feats = model.ln_final(out.permute(1, 0, 2))[torch.arange(2), tokens.argmax(-1)] @ model.text_projection
+    want = TextEncoder(ours)(emb, tokens, deep_prompts=deeper_text, truncate=False)
+    torch.testing.assert_close(feats, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(feats, plain.encode_text(tokens), atol=1e-3)
+    assert torch.equal(model.transformer(x), plain.transformer(x))  # a plain tensor input: no prompts
+
+    width = model.visual.conv1.out_channels
+    shared = torch.randn(2, width, generator=gen) * 0.02
+    deeper_vision = [torch.randn(2, width, generator=gen) * 0.02]
+    images = torch.randn(2, 3, 32, 32, generator=gen)
+    got = model.visual(images, shared, deeper_vision)
+    want = ImageEncoder(ours)(images, vision_prompts=shared, deep_vision_prompts=deeper_vision)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, plain.visual(images), atol=1e-3)
