@@ -75,16 +75,18 @@ class Clock:
 
 
 class RunProbe:
-    """Wraps ``TrainerX.run_epoch`` (training time, the trainer) and ``OnlineTeacher.logits`` (teacher images)
-    while a run is in progress; :meth:`reset` before each run."""
+    """While installed (``with RunProbe() as probe``), wraps ``TrainerX.run_epoch`` (training time, the trainer)
+    and ``OnlineTeacher.logits`` (teacher images); :meth:`reset` before each run. Leaving restores both."""
 
     def __init__(self):
+        self.reset()
+
+    def __enter__(self):
         from engine.trainer import TrainerX
         from trainers.teacher import OnlineTeacher
 
-        self.reset()
         probe = self
-        run_epoch, logits = TrainerX.run_epoch, OnlineTeacher.logits
+        self.originals = run_epoch, logits = TrainerX.run_epoch, OnlineTeacher.logits
 
         def timed_epoch(trainer, *a, **kw):
             probe.trainer = trainer
@@ -100,6 +102,13 @@ class RunProbe:
             return logits(teacher, images, *a, **kw)
 
         TrainerX.run_epoch, OnlineTeacher.logits = timed_epoch, counted_logits
+        return self
+
+    def __exit__(self, *exc):
+        from engine.trainer import TrainerX
+        from trainers.teacher import OnlineTeacher
+
+        TrainerX.run_epoch, OnlineTeacher.logits = self.originals
 
     def reset(self):
         self.trainer, self.train_wall, self.train_cpu, self.epochs, self.teacher_images = None, 0.0, 0.0, 0, 0
@@ -140,7 +149,7 @@ class EndToEnd:
                             "DATALOADER.NUM_WORKERS", str(args.workers), "MODEL.BACKBONE.NAME", MODELS["student"]]
         if args.epochs:
             self.common_opts += ["OPTIM.MAX_EPOCH", str(args.epochs)]
-        self.probe = RunProbe()
+        self.probe = None  # a RunProbe while the runs are made (main)
         self.runs = {m: {} for m in self.methods()}  # method -> seed -> record
         self.steps = {}  # "build" / "features" -> record
 
@@ -358,9 +367,10 @@ def main(argv=None):
     e2e.build_table()
     if args.cached:
         e2e.student_features()
-    for seed in args.seeds:  # interleaved: every method once per seed
-        for method in e2e.methods():
-            e2e.train(method, seed)
+    with RunProbe() as e2e.probe:
+        for seed in args.seeds:  # interleaved: every method once per seed
+            for method in e2e.methods():
+                e2e.train(method, seed)
     e2e.report()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average at the end: {load:.1f}")
