@@ -151,3 +151,11 @@ def test_the_suggested_rebuild_of_another_runs_table_is_the_union_of_both(world,
     for shots in (2, 4):
         cfg, items, classnames = run_split(world, rebuilt, **{"DATASET.NUM_SHOTS": shots})
         open_ril_table(cfg, items, classnames)
+
+
+def test_reading_an_image_the_table_lacks_names_it_and_the_union_build(world, union):
+    with pytest.raises(RilError) as err:
+        RilTable.open(union).image_ids(["toyshapes/images/not_there.png"])
+    msg = str(err.value)
+    assert "image toyshapes/images/not_there.png is not in RIL table" in msg and "--seeds/--shots" in msg
+    assert "\n" not in msg
