@@ -205,6 +205,10 @@ def build_method(kind, cfg, classnames, items, table, args, teacher=None):
             with torch.no_grad():  # the student's feature width
                 dim = int(trainer.model.image_features(torch.zeros(1, 3, *cfg.INPUT.SIZE, device=args.device)).shape[-1])
             dataset = RilReplayDataset(cfg, items, table, schedule_seed=1, features=random_features(table, dim))
+            from clip_tools.teacher import weights_hash
+
+            # as open_cached_features does: the image tower is not needed until evaluation
+            trainer.release_image_tower(weights_hash(trainer.model.image_encoder))
             return FdbplMethod("FDBPL (cached features)", trainer, dataset, len(items), args.batch_size,
                                args.device)
         dataset = DatasetWrapper(cfg, items, build_transform(cfg, is_train=True), is_train=True)

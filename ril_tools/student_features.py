@@ -214,7 +214,8 @@ def build_parser():
     parser = train_parser()
     parser.description = __doc__.split("\n")[0]
     parser.add_argument("--table", type=str, required=True, help="RIL table folder (from python -m ril_tools.build)")
-    parser.add_argument("--batch-size", type=int, default=256, help="crops per student forward pass")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="crops per student forward pass (default 256 on GPU, 32 on CPU; see ril_tools.build)")
     parser.add_argument("--dtype", choices=FEATURE_DTYPES, default="float16", help="stored feature dtype")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: cuda if available)")
     return parser
@@ -235,7 +236,10 @@ def main(argv=None):
     table = RilTable.open(args.table)
     encoder = load_student(cfg, device)
     key = student_key(cfg, encoder)
-    feats = compute_features(table, cfg.DATASET.ROOT, cfg, encoder, device, args.batch_size, args.dtype)
+    from ril_tools.build import default_batch_size
+
+    batch_size = args.batch_size or default_batch_size(device)
+    feats = compute_features(table, cfg.DATASET.ROOT, cfg, encoder, device, batch_size, args.dtype)
     entry = store_features(args.table, key, feats)
     print(f"student features written: {os.path.join(args.table, entry['file'])} ({entry['rows']} crops x "
           f"{entry['dim']} {entry['dtype']}, student {key['student']}, {fmt.human_bytes(feats.nbytes)})")

@@ -18,7 +18,7 @@ from torch import nn
 
 from clip_tools.prompted import normalize
 from engine.config import node
-from engine.errors import ConfigError
+from engine.errors import ConfigError, RilError
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
 from ril_tools.replay import (
@@ -196,10 +196,54 @@ class FdbplMixin:
         feats = sf.open_features(self.ril_table, key, sf.command_hint(self.cfg, self.ril_table.path))
         print(f"Cached student features: {feats.shape[0]} crops x {feats.shape[1]} ({feats.dtype}); "
               "no image decoding or image encoder in the training step")
+        self.release_image_tower(key["weights_hash"])
         return feats
+
+    # With cached features the training step never runs the student's image tower, so its weights (about 40% of
+    # ViT-B/32's) need not be resident while training: they are dropped here and loaded again, the same way
+    # build_model loaded them (and checked against the features' weights hash), when the model is evaluated.
+    # This is what keeps the cached step's peak memory below CoOp's (benchmarks/train_step.py): the step runs
+    # the text encoder on 2C prompts (positive and negative), whose activations for backward CoOp has for C only.
+
+    def release_image_tower(self, weights_hash):
+        encoder = self.model.image_encoder
+        if encoder.visual is None:
+            return
+        self._image_tower = {"hash": weights_hash, "dtype": encoder.dtype}
+        encoder.visual = None
+
+    def restore_image_tower(self):
+        """Load the student's image tower again (after :meth:`release_image_tower`); RilError if its weights
+        are not the ones the cached features were computed with."""
+        from clip_tools.teacher import weights_hash
+
+        encoder = self.model.image_encoder
+        if encoder.visual is not None:
+            return
+        with torch.random.fork_rng(devices=[]):  # building the model draws random initial weights
+            visual = self.load_clip_model().visual
+        for p in visual.parameters():
+            p.requires_grad_(False)
+        encoder.visual = visual.to(self.device).eval()
+        found = weights_hash(encoder)
+        if found != self._image_tower["hash"]:
+            raise RilError(f"the student image tower loaded again for evaluation ({self.cfg.MODEL.BACKBONE.NAME}, "
+                           f"weights {found}) is not the one training started with ({self._image_tower['hash']}); "
+                           "was the weight file replaced during training? Evaluate the saved prompts with "
+                           "train.py --eval-only")
+
+    def image_dtype(self):
+        encoder = self.model.image_encoder
+        return encoder.dtype if encoder.visual is not None else self._image_tower["dtype"]
+
+    def test(self, split=None):
+        self.restore_image_tower()
+        return super().test(split)
 
     def before_epoch(self):
         self.train_loader_x.sampler.set_epoch(self.epoch)  # the index of every item carries the epoch
+        if self.cached_features and getattr(self, "_image_tower", None):  # evaluated after the last epoch
+            self.release_image_tower(self._image_tower["hash"])
 
     def parse_batch_train(self, batch):
         # with cached features "image" is already the L2-normalised student feature [B, E]
@@ -214,7 +258,7 @@ class FdbplMixin:
         """Eq. 17 on one batch (call inside ``autocast``) -> ``(image features, txt_pos, logits_pos, losses)``."""
         node = self.cfg.TRAINER.FDBPL
         if self.cached_features:  # stored in float32/16; compute in the dtype the encoder would have produced
-            img = image.to(self.model.image_encoder.dtype)
+            img = image.to(self.image_dtype())
         else:
             img = self.model.image_features(image)  # one image-encoder pass feeds both branches
         txt_pos, txt_neg = self.text_features_train()
