@@ -1,4 +1,4 @@
-"""Install the FDBPL research tool: engine, trainers, datasets and ril_tools as top-level packages.
+"""Install the FDBPL research tool: engine, datasets, clip_tools, ril_tools, trainers and tools as top-level packages.
 
 Use ``pip install -e .`` from the repository root (the scripts and configs are run from there, as in CoOp).
 """
@@ -10,7 +10,7 @@ setup(
     description="FDBPL (Faster Distillation-Based Prompt Learning) and prompt-learning baselines for CLIP, "
     "on a Dassl-compatible engine",
     python_requires=">=3.9",
-    packages=["engine", "engine.data", "trainers", "datasets", "ril_tools", "tools"],
+    packages=["engine", "engine.data", "clip_tools", "trainers", "datasets", "ril_tools", "tools"],
     install_requires=[
         # torch 2.14.1 / torchvision 0.29.1 are the tested versions; the range admits current releases.
         "torch>=2.7,<2.15",

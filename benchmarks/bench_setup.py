@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from engine.config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, get_cfg_default
+from engine.cli import default_cfg
+from engine.config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
 from engine.data.datum import Datum
 from engine.registry import TRAINER_REGISTRY
 from engine.trainer import TrainerBase
@@ -26,7 +27,7 @@ def random_clip(arch_name, seed=0):
     """A randomly initialised open_clip CLIP of architecture ``arch_name`` (fp32, eval, frozen, CPU)."""
     import open_clip
 
-    from trainers.clip_backend import build_clip
+    from clip_tools.loading import build_clip
 
     arch = open_clip.get_model_config(arch_name)
     if arch is None:
@@ -44,8 +45,8 @@ def random_clip(arch_name, seed=0):
 @contextlib.contextmanager
 def random_weights():
     """Serve ``random:ARCH`` backbone names to the trainers (student and KDPL teacher loaders)."""
+    import clip_tools.teacher
     import trainers.base
-    import trainers.teacher
 
     real = trainers.base.load_clip
 
@@ -54,12 +55,12 @@ def random_weights():
             return random_clip(str(name)[len(RANDOM_PREFIX):])
         return real(name, *args, **kw)
 
-    saved = (trainers.base.load_clip, trainers.teacher.load_clip)
-    trainers.base.load_clip = trainers.teacher.load_clip = load
+    saved = (trainers.base.load_clip, clip_tools.teacher.load_clip)
+    trainers.base.load_clip = clip_tools.teacher.load_clip = load
     try:
         yield
     finally:
-        trainers.base.load_clip, trainers.teacher.load_clip = saved
+        trainers.base.load_clip, clip_tools.teacher.load_clip = saved
 
 
 def make_images(root, num_images, num_classes, size=(400, 300), seed=0):
@@ -103,7 +104,7 @@ def build_ril_table(root, items, classnames, num_crops=16, k=20, seed=1):
 
 def bench_cfg(root, student, teacher, device, prec, teacher_prec, batch_size):
     """A frozen config with the KDPL/CoOp ViT-B/32 recipe (224 px, N_CTX 4 from "a photo of a", SGD)."""
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     cfg.DATASET.ROOT = root
     cfg.DATASET.NAME = "Benchmark"  # not a registered dataset: templates fall back to "a photo of a {}."
     cfg.USE_CUDA = torch.device(device).type == "cuda"

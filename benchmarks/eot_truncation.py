@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from trainers.clip_backend import build_tiny_clip, tokenize
-from trainers.encoders import TextEncoder
+from clip_tools.encoders import TextEncoder
+from clip_tools.loading import build_tiny_clip
+from clip_tools.tokens import tokenize
 
 # Class names of the kind found in the 11 CoOp datasets (pets, flowers, food, aircraft, cars, scenes...).
 BASE_NAMES = [

@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_clips(folder, size):
     """(student, teacher) fdbpl-clip files of random CLIPs: student width 128 x 4 blocks, teacher 256 x 6."""
-    from trainers.clip_backend import build_tiny_clip, save_clip_file
+    from clip_tools.loading import build_tiny_clip, save_clip_file
 
     paths = []
     for role, width, layers, seed in (("student", 128, 4, 0), ("teacher", 256, 6, 1)):

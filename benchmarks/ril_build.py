@@ -35,13 +35,13 @@ CPU_GUARD = 0.9
 
 
 def load_teacher(name, classnames, device):
-    from ril_tools.teacher import ClipTeacher
+    from clip_tools.teacher import FrozenTeacher
 
     prec = "fp16" if torch.device(device).type == "cuda" else "fp32"
     if name.startswith(RANDOM_PREFIX):
         model = random_clip(name[len(RANDOM_PREFIX):])
-        return ClipTeacher(model, classnames, "a photo of a {}.", device, prec, name)
-    return ClipTeacher.load(name, classnames, "a photo of a {}.", device, prec)
+        return FrozenTeacher.zero_shot(model, classnames, "a photo of a {}.", device, prec, name=name)
+    return FrozenTeacher.load(name, classnames, "a photo of a {}.", device, prec)
 
 
 def bench_teacher(name, args, root, items, classnames):

@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ril_tools import format as fmt  # noqa: E402
-from ril_tools.labels import densify  # noqa: E402
 from ril_tools.integrity import prompts_hash  # noqa: E402
+from ril_tools.labels import densify  # noqa: E402
 from ril_tools.reader import RilTable  # noqa: E402
 from ril_tools.writer import ShardWriter, finalize_table  # noqa: E402
 

@@ -3,14 +3,14 @@
     python benchmarks/teacher_precision.py                  # CPU (autocast on the CPU; see below)
     python benchmarks/teacher_precision.py --device cuda    # the numerics a GPU build gets
 
-What is measured: ``models/toy_teacher.pt`` loaded as ``ril_tools.build`` loads a teacher (``ClipTeacher``,
+What is measured: ``models/toy_teacher.pt`` loaded as ``ril_tools.build`` loads a teacher (``FrozenTeacher``,
 64 ToyShapes classes, "a photo of a {}."), random resized crops of freshly rendered ToyShapes images cut
 exactly as the build cuts them (``sample_crops`` + ``make_crops``), and per crop
 KL(p_fp32 || p_prec) = sum_c p_fp32 (log p_fp32 - log p_prec), plus the top-1 agreement and the largest
 |w_prec - w_fp32| (Eq. 6 weight). The text side is fp32 in every case, as in the build.
 
-On CUDA the reduced precisions run through ``ClipTeacher.log_probs`` itself (``trainers.clip_backend.autocast``).
-A CPU build always runs fp32 (``ClipTeacher`` forces it), so on the CPU this script wraps the same image
+On CUDA the reduced precisions run through ``FrozenTeacher.log_probs`` itself (``clip_tools.precision.autocast``).
+A CPU build always runs fp32 (``FrozenTeacher`` forces it), so on the CPU this script wraps the same image
 encoder in ``torch.autocast("cpu", dtype)`` to show the rounding of each format; CPU kernels accumulate
 differently from GPU ones, so treat CPU figures as indicative and the CUDA ones as the build's.
 """
@@ -22,9 +22,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -90,11 +90,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
+    from clip_tools.teacher import FrozenTeacher
     from datasets.templates import CUSTOM_TEMPLATES
     from datasets.toyshapes_render import CLASSNAMES
-    from ril_tools.teacher import ClipTeacher
 
-    teacher = ClipTeacher.load(args.teacher, list(CLASSNAMES), CUSTOM_TEMPLATES["ToyShapes"], args.device, "fp32")
+    teacher = FrozenTeacher.load(args.teacher, list(CLASSNAMES), CUSTOM_TEMPLATES["ToyShapes"], args.device, "fp32")
     x = toy_crops(teacher, args.images_per_class, args.crops, args.seed).to(teacher.device)
     results = measure(teacher, x, args.batch_size)
     where = torch.cuda.get_device_name(teacher.device) if teacher.device.type == "cuda" else "CPU (autocast emulation)"

@@ -43,11 +43,24 @@ from torch.utils.data import default_collate
 
 try:
     from benchmarks._timing import interleaved, pin_threads, spread_warnings
-    from benchmarks.bench_setup import (RANDOM_PREFIX, bench_cfg, build_ril_table, make_images, make_trainer,
-                                        random_weights)
+    from benchmarks.bench_setup import (
+        RANDOM_PREFIX,
+        bench_cfg,
+        build_ril_table,
+        make_images,
+        make_trainer,
+        random_weights,
+    )
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
     from _timing import interleaved, pin_threads, spread_warnings
-    from bench_setup import RANDOM_PREFIX, bench_cfg, build_ril_table, make_images, make_trainer, random_weights
+    from bench_setup import (
+        RANDOM_PREFIX,
+        bench_cfg,
+        build_ril_table,
+        make_images,
+        make_trainer,
+        random_weights,
+    )
 
 COMPONENTS = ("data", "teacher", "student")
 
@@ -179,19 +192,23 @@ def build_method(kind, cfg, classnames, items, table, args, teacher=None):
     quiet = contextlib.redirect_stdout(io.StringIO()) if not args.verbose else contextlib.nullcontext()
     with quiet:
         if kind == "FDBPL":
-            from trainers.fdbpl_data import RilReplayDataset
+            from ril_tools.replay import RilReplayDataset
 
             trainer = make_trainer("FDBPL", cfg, classnames, items, args.device)
             dataset = RilReplayDataset(cfg, items, table, schedule_seed=1)
             return FdbplMethod("FDBPL", trainer, dataset, len(items), args.batch_size, args.device)
         if kind == "FDBPL-cached":
-            from trainers.fdbpl_data import RilReplayDataset
+            from ril_tools.replay import RilReplayDataset
 
             trainer = make_trainer("FDBPL", cfg, classnames, items, args.device)
             trainer.cached_features = True  # what TRAINER.FDBPL.CACHED_FEATURES True sets
             with torch.no_grad():  # the student's feature width
                 dim = int(trainer.model.image_features(torch.zeros(1, 3, *cfg.INPUT.SIZE, device=args.device)).shape[-1])
             dataset = RilReplayDataset(cfg, items, table, schedule_seed=1, features=random_features(table, dim))
+            from clip_tools.teacher import weights_hash
+
+            # as open_cached_features does: the image tower is not needed until evaluation
+            trainer.release_image_tower(weights_hash(trainer.model.image_encoder))
             return FdbplMethod("FDBPL (cached features)", trainer, dataset, len(items), args.batch_size,
                                args.device)
         dataset = DatasetWrapper(cfg, items, build_transform(cfg, is_train=True), is_train=True)

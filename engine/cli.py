@@ -13,7 +13,7 @@ from engine.config import get_cfg_default, merge_cfg_file, merge_cfg_opts
 from engine.discovery import import_plugins
 from engine.errors import FdbplError
 
-__all__ = ["run_cli", "build_parser", "reset_cfg", "setup_cfg"]
+__all__ = ["run_cli", "build_parser", "reset_cfg", "default_cfg", "setup_cfg"]
 
 
 def run_cli(main, *args, **kwargs):
@@ -77,13 +77,19 @@ def reset_cfg(cfg, args):
         cfg.MODEL.HEAD.NAME = args.head
 
 
-def setup_cfg(args):
-    """Defaults -> plugin extensions -> dataset YAML -> method YAML -> flags -> KEY VALUE opts, then freeze."""
+def default_cfg():
+    """Dassl's defaults plus every plugin's ``extend_cfg`` (each method's own ``TRAINER.<NODE>``), unfrozen."""
     cfg = get_cfg_default()
     for module_name in import_plugins():
         extend = getattr(importlib.import_module(module_name), "extend_cfg", None)
         if callable(extend):
             extend(cfg)
+    return cfg
+
+
+def setup_cfg(args):
+    """Defaults -> plugin extensions -> dataset YAML -> method YAML -> flags -> KEY VALUE opts, then freeze."""
+    cfg = default_cfg()
     if args.dataset_config_file:
         merge_cfg_file(cfg, args.dataset_config_file)
     if args.config_file:

@@ -1,8 +1,9 @@
-"""Configuration: the Dassl/CoOp default tree plus the nodes of every method this project runs.
+"""Configuration: the Dassl default tree; each method adds its own ``TRAINER.<NODE>`` (Dassl's ``extend_cfg``).
 
 ``get_cfg_default()`` returns a fresh yacs ``CfgNode`` holding every Dassl default key (same names and
-values, so CoOp, CoCoOp, PromptSRC and KDPL YAML files and scripts merge unchanged) and the trainer
-nodes added by CoOp, PromptSRC, KDPL and FDBPL.
+values, so CoOp, CoCoOp, PromptSRC and KDPL YAML files and scripts merge unchanged). The engine knows no
+method: a trainer module defines ``extend_cfg(cfg)`` (``cfg.TRAINER.COOP = node(...)``), and
+``engine.cli.default_cfg()`` applies every imported plugin's ``extend_cfg`` on top (``setup_cfg`` starts there).
 
 ``merge_cfg_file`` and ``merge_cfg_opts`` replace yacs' ``merge_from_file`` / ``merge_from_list``. They keep
 yacs' value semantics (every value goes through ``literal_eval``: ``1e-5`` becomes a float, ``(224, 224)``
@@ -25,7 +26,7 @@ from yacs.config import CfgNode, _check_and_coerce_cfg_value_type
 
 from engine.errors import ConfigError
 
-__all__ = ["CfgNode", "get_cfg_default", "merge_cfg_file", "merge_cfg_opts", "all_keys"]
+__all__ = ["CfgNode", "node", "get_cfg_default", "merge_cfg_file", "merge_cfg_opts", "all_keys"]
 
 CLIP_PIXEL_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_PIXEL_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -141,71 +142,15 @@ def _dassl_defaults(c):
     c.TRAINER = _node(NAME="")
 
 
-def _method_defaults(c):
-    """Trainer nodes added by CoOp, PromptSRC, KDPL and this project."""
-    t = c.TRAINER
-    t.COOP = _node(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end")
-    t.COCOOP = _node(N_CTX=16, CTX_INIT="", PREC="fp16")
-    t.MAPLE = _node(N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9)
-    t.PROMPTSRC = _node(
-        N_CTX_VISION=4,
-        N_CTX_TEXT=4,
-        CTX_INIT="a photo of a",
-        PREC="fp16",
-        PROMPT_DEPTH_VISION=9,
-        PROMPT_DEPTH_TEXT=9,
-        TEXT_LOSS_WEIGHT=25.0,
-        IMAGE_LOSS_WEIGHT=10.0,
-        GPA_MEAN=15.0,
-        GPA_STD=1.0,
-    )
-    t.IVLP = _node(
-        N_CTX_VISION=2,
-        N_CTX_TEXT=2,
-        CTX_INIT="a photo of a",
-        PREC="fp16",
-        PROMPT_DEPTH_VISION=9,
-        PROMPT_DEPTH_TEXT=9,
-    )
-    t.VPT = _node(N_CTX_VISION=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH_VISION=1)
-    t.KDPL = _node(
-        TEACHER="ViT-H-14-quickgelu",
-        CLASS_AGNOSTIC=False,
-        K_MAX=1000,  # used only in class-agnostic mode
-        CTX_INIT="a photo of a",
-        PREC="fp16",
-        CLASSNAMES_FILE="",
-    )
-    # The paper gives no values for alpha, delta or the lambdas. The lambdas below are the largest values that did
-    # not lower the student's base or new accuracy in the ToyShapes sweep reported in the README (with 1.0 the
-    # first-order term pulled crops away from their positive prompts and accuracy fell by 12-16 points).
-    t.FDBPL = _node(
-        BASE="CoOp",  # CoOp | PromptSRC | CoCoOp
-        RIL_DIR="",
-        LABEL_MODE="ms",  # full | ms | mr
-        NEG_CTX_INIT="a photo of no",
-        LAMBDA_NEG=1.0,
-        LAMBDA_DIFF1=0.01,
-        LAMBDA_DIFF2=0.1,
-        ALPHA=1.0,
-        DELTA=0.0,
-        DIFF1_FORM="paper",  # paper (Eq. 13 as printed) | mirrored (ablation: roles of w and 1 - w swapped)
-        # True: L_neg also moves the vision prompts it shares with L_pos (BASE PromptSRC); False keeps L_neg on the
-        # negative prompts only, as the paper trains it independently of L_pos
-        NEG_GRAD_TO_VISION=False,
-        TOPK=0,  # 0 accepts the table's K; otherwise the table must have been built with this K
-        PREC="fp16",
-        CHECK_IMAGE_HASH=False,  # hash every image file read against the table's fingerprint (~1 GB/s BLAKE2b)
-        CACHED_FEATURES=False,  # train from the table's stored student features (python -m ril_tools.student_features)
-    )
-    t.ZSCLIP = _node(TEMPLATE="")  # non-empty: overrides the per-dataset template
+def node(**kwargs):
+    """A CfgNode from keyword arguments: what a method's ``extend_cfg(cfg)`` adds under ``cfg.TRAINER``."""
+    return _node(**kwargs)
 
 
 def get_cfg_default():
     """A fresh config tree with every default (safe to mutate; each call builds a new one)."""
     cfg = CfgNode()
     _dassl_defaults(cfg)
-    _method_defaults(cfg)
     return cfg
 
 

@@ -30,8 +30,6 @@ from engine.errors import CheckpointError
 from engine.registry import TRAINER_REGISTRY, build_evaluator, check_availability
 from engine.utils import AverageMeter, MetricMeter, remove_stale_temp_files
 
-# State-dict keys that depend on the class list; they are rebuilt for the evaluated classes, never loaded.
-CLASS_DEPENDENT_SUFFIXES = ("token_prefix", "token_suffix")
 RESUME_MARK = "resume"
 
 
@@ -52,9 +50,18 @@ def build_trainer(cfg):
 
     import_plugins()
     check_availability(cfg.TRAINER.NAME, TRAINER_REGISTRY.registered_names(), kind="trainer")
+    trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    # A registered trainer may hand a config to another registered trainer (FDBPL's TRAINER.FDBPL.BASE picks
+    # PromptSRC_FDBPL or CoCoOp_FDBPL): an explicit, logged choice instead of a class swap in __new__.
+    variant_for = getattr(trainer_cls, "variant_for", None)
+    if callable(variant_for):
+        chosen = variant_for(cfg)
+        if chosen is not trainer_cls:
+            print(f"Trainer {cfg.TRAINER.NAME} runs as {chosen.__name__} for this config")
+            trainer_cls = chosen
     if cfg.VERBOSE:
-        print(f"Loading trainer: {cfg.TRAINER.NAME}")
-    return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
+        print(f"Loading trainer: {trainer_cls.__name__}")
+    return trainer_cls(cfg)
 
 
 def _rng_state():
@@ -228,9 +235,11 @@ class TrainerBase:
         return start_epoch
 
     def _class_dependent(self, key, model):
+        """Keys that depend on the class list: rebuilt for the evaluated classes, never loaded. A model names
+        them with ``class_dependent_keys()``; a trainer may widen the rule (the CLIP trainers add CoOp's
+        ``token_prefix``/``token_suffix`` buffers)."""
         extra = getattr(model, "class_dependent_keys", None)
-        extra = tuple(extra()) if callable(extra) else ()
-        return key.endswith(CLASS_DEPENDENT_SUFFIXES) or key in extra
+        return key in (tuple(extra()) if callable(extra) else ())
 
     def load_model(self, directory, epoch=None):
         """Load registered slots from ``directory/<name>/``; class-dependent buffers are not loaded."""

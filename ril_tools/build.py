@@ -33,16 +33,27 @@ if __package__ in (None, ""):  # run as a script (python ril_tools/build.py, tor
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-import torch  # noqa: E402
+import torch
 
-from engine.cli import run_cli  # noqa: E402
-from engine.errors import RilError  # noqa: E402
-from ril_tools import format as fmt  # noqa: E402
-from ril_tools.crops import image_keys  # noqa: E402
-from ril_tools.pipeline import RankBuilder  # noqa: E402
-from ril_tools.plan import local_image_ids, make_plan, record_dtype_of, training_image_list  # noqa: E402
-from ril_tools.writer import (ShardWriter, build_lock, finalize_table, plan_difference,  # noqa: E402
-                              remove_table_files, remove_temporaries)
+from engine.cli import run_cli
+from engine.errors import RilError
+from ril_tools import format as fmt
+from ril_tools.crops import image_keys
+from ril_tools.pipeline import RankBuilder
+from ril_tools.plan import (
+    local_image_ids,
+    make_plan,
+    record_dtype_of,
+    training_image_list,
+)
+from ril_tools.writer import (
+    ShardWriter,
+    build_lock,
+    finalize_table,
+    plan_difference,
+    remove_table_files,
+    remove_temporaries,
+)
 
 DEFAULT_TEACHER = "ViT-L/14"
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -56,6 +67,13 @@ def default_precision(device):
     5.6e-5 vs 6.9e-7 under CPU autocast, 4.8e-5 vs 8.9e-7 reported on a GPU; benchmarks/teacher_precision.py),
     and CLIP's image features stay well inside fp16's range."""
     return "fp16" if torch.device(device).type == "cuda" else "fp32"
+
+
+def default_batch_size(device):
+    """Crops per forward pass when --batch-size is not given: 256 on GPU; 32 on CPU, where a forward's cost per
+    crop grows with the batch once its activations leave the caches (toy teacher, one thread: 2.4 ms per crop
+    at batch 32, 3.5 at 128, 4.1 at 256)."""
+    return 256 if torch.device(device).type == "cuda" else 32
 
 
 def _matches_manifest(table_dir, plan):
@@ -162,7 +180,8 @@ def build_parser():
     add("--label-kind", choices=fmt.LABEL_KINDS, default="topk", help="store the top-K or all C classes")
     add("--logp-dtype", choices=fmt.LOGP_DTYPES, default="float16", help="dtype of the stored log-probabilities")
     add("--flip-p", type=float, default=0.5, help="probability of a horizontal flip per crop")
-    add("--batch-size", type=int, default=256, help="crops per teacher forward pass")
+    add("--batch-size", type=int, default=None,
+        help="crops per teacher forward pass (default 256 on GPU, 32 on CPU: there, larger batches cost more per crop)")
     add("--workers", type=int, default=None, help="image decoding workers (default DATALOADER.NUM_WORKERS)")
     add("--device", type=str, default=None, help="cuda / cpu (default: cuda:LOCAL_RANK if available)")
     add("--prec", choices=("fp32", "bf16", "fp16"), default=None,
@@ -230,7 +249,7 @@ def _split_int_lists(args):
 
 def _load_union(cfg, args, rank, barrier):
     """(items, class names, dataset info) of the run's split, or of the union of the few-shot subsets of
-    ``--seeds`` x ``--shots``: one table then serves every one of those runs (trainers.fdbpl_data accepts
+    ``--seeds`` x ``--shots``: one table then serves every one of those runs (ril_tools.replay accepts
     a table holding a superset of a run's images; crops are keyed by image path, not by table position)."""
     seeds = args.seeds or [int(cfg.SEED)]
     shots = args.shots or [int(cfg.DATASET.NUM_SHOTS)]
@@ -256,8 +275,9 @@ def _load_union(cfg, args, rank, barrier):
 
 
 def main(argv=None):
+    from clip_tools.teacher import FrozenTeacher
     from engine.cli import setup_cfg
-    from ril_tools.teacher import ClipTeacher, PromptedTeacher
+    from clip_tools.prompted_teacher import PromptedTeacher
 
     args = _split_int_lists(build_parser().parse_args(argv))
     rank, world, local_rank, barrier = _init_distributed()
@@ -272,11 +292,16 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = False  # fixed kernels: a resumed build writes the same bytes
         torch.backends.cudnn.deterministic = True
     prec = args.prec or default_precision(device)
+    args.batch_size = args.batch_size or default_batch_size(device)
     if args.teacher_prompts:
-        teacher = PromptedTeacher.load(args.teacher, args.teacher_prompts, classnames, args.teacher_ctx_init, device,
-                                       prec)
+        teacher = PromptedTeacher.from_run(args.teacher, args.teacher_prompts, classnames, device,
+                                           ctx_init=args.teacher_ctx_init, prec=prec, prec_key="--prec",
+                                           key="--teacher-prompts")
     else:
-        teacher = ClipTeacher.load(args.teacher, classnames, args.template, device, prec)
+        teacher = FrozenTeacher.load(args.teacher, classnames, args.template, device, prec, prec_key="--prec")
+    if not isinstance(teacher.input_size, int):
+        raise RilError(f"teacher {args.teacher} takes {teacher.input_size} images, not square; use a square-input "
+                       f"teacher")
     plan = make_plan(
         teacher=teacher, classnames=classnames, template=getattr(teacher, "template", args.template),
         image_list=image_list,

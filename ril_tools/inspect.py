@@ -142,7 +142,9 @@ def main(argv=None):
     if args.summary:
         if not args.root:
             raise RilError("--summary needs --root (the dataset root the table was built from)")
-        from ril_tools.render import render_summary  # matplotlib is imported only when drawing
+        from ril_tools.render import (
+            render_summary,  # matplotlib is imported only when drawing
+        )
 
         print("wrote " + " and ".join(render_summary(table, args.root, args.summary, seed=args.seed)))
 

@@ -225,7 +225,9 @@ class RilTable:
         try:
             return np.fromiter((lookup[p] for p in relpaths), dtype=np.int64)
         except KeyError as exc:
-            raise RilError(f"image {exc.args[0]} is not in RIL table {self.path}; {self._rebuild_hint()}") from None
+            raise RilError(f"image {exc.args[0]} is not in RIL table {self.path}; build a table that holds the run's "
+                           "images: python -m ril_tools.build with the run's flags and options, adding --seeds/--shots "
+                           "for the union of several runs' few-shot subsets") from None
 
     def crop_keys(self, image_ids):
         """The keys ``ril_tools.crops`` draws crops and crop schedules with for these image ids: the path

@@ -2,7 +2,7 @@
 
 With the CoOp base, FDBPL's student image encoder is frozen and every replayed crop is fixed by its record
 (box, flip, resize), so each crop's image feature is a constant. This command computes them once, with the
-training replay path itself (``trainers.fdbpl_data.replay_tensor`` + ``PromptedCLIP.image_features``)::
+training replay path itself (``ril_tools.replay.replay_tensor`` + ``PromptedCLIP.image_features``)::
 
     python -m ril_tools.student_features --table ril/toyshapes/union --root DATA \\
         --dataset-config-file configs/datasets/toyshapes.yaml \\
@@ -45,7 +45,7 @@ def run_precision(cfg, device):
 
 def student_key(cfg, image_encoder):
     """What decides a crop's student feature: the image tower's weights (as cast) and the preprocessing."""
-    from ril_tools.teacher import weights_hash
+    from clip_tools.teacher import weights_hash
 
     return {"student": str(cfg.MODEL.BACKBONE.NAME), "weights_hash": weights_hash(image_encoder),
             "input_size": [int(s) for s in cfg.INPUT.SIZE], "interpolation": str(cfg.INPUT.INTERPOLATION),
@@ -127,8 +127,9 @@ def check_feature_values(feats, path, chunk=1 << 16):
 
 def load_student(cfg, device):
     """The frozen student image tower exactly as FDBPL training loads it (size check, precision cast)."""
-    from trainers.clip_backend import apply_precision, check_image_size, load_clip
-    from trainers.encoders import ImageEncoder
+    from clip_tools.encoders import ImageEncoder
+    from clip_tools.loading import check_image_size, load_clip
+    from clip_tools.precision import apply_precision
 
     clip = load_clip(cfg.MODEL.BACKBONE.NAME)
     check_image_size(cfg.INPUT.SIZE, clip)
@@ -138,10 +139,10 @@ def load_student(cfg, device):
 
 def compute_features(table, root, cfg, encoder, device, batch_size=256, dtype="float16", progress=True):
     """Features [num_images * M, E] (``dtype``) of every crop of ``table``, replayed as training does."""
+    from clip_tools.precision import autocast
     from engine.data.transforms import INTERPOLATION_MODES
     from engine.utils import read_image
-    from trainers.clip_backend import autocast
-    from trainers.fdbpl_data import replay_tensor
+    from ril_tools.replay import replay_tensor
 
     size = tuple(int(s) for s in cfg.INPUT.SIZE)
     interp = INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]
@@ -208,23 +209,24 @@ def command_hint(cfg, table_path):
 
 
 def build_parser():
-    import train
+    from engine.cli import build_parser as train_parser
 
-    parser = train.build_parser()
+    parser = train_parser()
     parser.description = __doc__.split("\n")[0]
     parser.add_argument("--table", type=str, required=True, help="RIL table folder (from python -m ril_tools.build)")
-    parser.add_argument("--batch-size", type=int, default=256, help="crops per student forward pass")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="crops per student forward pass (default 256 on GPU, 32 on CPU; see ril_tools.build)")
     parser.add_argument("--dtype", choices=FEATURE_DTYPES, default="float16", help="stored feature dtype")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: cuda if available)")
     return parser
 
 
 def main(argv=None):
-    import train
+    from engine.cli import setup_cfg
     from ril_tools.reader import RilTable
 
     args = build_parser().parse_args(argv)
-    cfg = train.setup_cfg(args)
+    cfg = setup_cfg(args)
     if not args.root:
         raise ConfigError("--root (the dataset root folder the table was built on) is required")
     if cfg.TRAINER.FDBPL.BASE != "CoOp":
@@ -234,7 +236,10 @@ def main(argv=None):
     table = RilTable.open(args.table)
     encoder = load_student(cfg, device)
     key = student_key(cfg, encoder)
-    feats = compute_features(table, cfg.DATASET.ROOT, cfg, encoder, device, args.batch_size, args.dtype)
+    from ril_tools.build import default_batch_size
+
+    batch_size = args.batch_size or default_batch_size(device)
+    feats = compute_features(table, cfg.DATASET.ROOT, cfg, encoder, device, batch_size, args.dtype)
     entry = store_features(args.table, key, feats)
     print(f"student features written: {os.path.join(args.table, entry['file'])} ({entry['rows']} crops x "
           f"{entry['dim']} {entry['dtype']}, student {key['student']}, {fmt.human_bytes(feats.nbytes)})")

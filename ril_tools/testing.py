@@ -40,7 +40,7 @@ def make_image_folder(root, num_images=6, num_classes=5, seed=0, min_side=20, ma
 
 
 class FakeTeacher:
-    """Fixed random linear classifier on 4x4-pooled normalised crops; same interface as ClipTeacher."""
+    """Fixed random linear classifier on 4x4-pooled normalised crops; same interface as clip_tools.teacher.FrozenTeacher."""
 
     def __init__(self, num_classes, input_size=16, seed=0, scale=20.0):
         gen = torch.Generator().manual_seed(seed)

@@ -20,8 +20,8 @@ folder's log.txt; OUT/logs/ for the table builds). The RIL tables go where scrip
 them (``--ril-root``, default ``ril/``), so the sweep scripts reuse them.
 """
 import argparse
-import importlib.util
 import contextlib
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -38,15 +38,15 @@ for _name in ("torch", "yacs", "open_clip", "tabulate"):
 os.chdir(REPO)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tabulate import tabulate  # noqa: E402
+import numpy as np
+import torch
+from tabulate import tabulate
 
-from engine.cli import run_cli  # noqa: E402
-from engine.results import TRANSDUCTIVE_NOTE, harmonic_mean, parse_log  # noqa: E402
-from engine.utils import read_json, write_json  # noqa: E402
-from scripts.demo_progress import StepLine  # noqa: E402
-from tools.plots import write_figures  # noqa: E402
+from engine.cli import run_cli
+from engine.results import TRANSDUCTIVE_NOTE, harmonic_mean, parse_log
+from engine.utils import read_json, write_json
+from scripts.demo_progress import StepLine
+from tools.plots import write_figures
 
 TOY_MODELS = {"teacher": "models/toy_teacher.pt", "student": "models/toy_student.pt"}
 # method shown in the tables -> (trainer, config under configs/trainers/)
@@ -100,7 +100,7 @@ def pick_models(out):
     """The shipped toy CLIPs, or (clearly labelled) random tiny ones while they are not in the repository."""
     if all(osp.isfile(p) for p in TOY_MODELS.values()):
         return dict(TOY_MODELS), True
-    from trainers.clip_backend import build_tiny_clip, save_clip_file
+    from clip_tools.loading import build_tiny_clip, save_clip_file
 
     folder = osp.join(out, "random_models")
     os.makedirs(folder, exist_ok=True)

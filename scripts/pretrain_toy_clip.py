@@ -2,7 +2,7 @@
 
 Trains an open_clip-architecture CLIP from scratch on the TRAIN split of all 64 ToyShapes classes (the
 "pretraining world"; val is used only for the progress log, test is never read), with captions drawn
-from a named template set (``trainers/toy_models.py``), and writes a packed fdbpl-clip file that
+from a named template set (``clip_tools/toy.py``), and writes a packed fdbpl-clip file that
 ``load_clip(path)`` reads.
 
 The two roles are presets (every value can be overridden on the command line):
@@ -35,11 +35,21 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from datasets.toyshapes import CLASSNAMES, NUM_BASE, ensure_toyshapes  # noqa: E402
-from trainers.clip_backend import build_tiny_clip  # noqa: E402
-from trainers.toy_models import (PROMPT_PHRASES, TEMPLATE_SETS, accuracy, caption_tokens,  # noqa: E402
-                                 captions, class_text_features, encode_images, load_split_tensors,
-                                 normalize_images, pack_clip_file, random_resized_crops)
+from clip_tools.loading import build_tiny_clip
+from clip_tools.text_bank import class_text_features
+from clip_tools.toy import (
+    PROMPT_PHRASES,
+    TEMPLATE_SETS,
+    accuracy,
+    caption_tokens,
+    captions,
+    encode_images,
+    load_split_tensors,
+    normalize_images,
+    pack_clip_file,
+    random_resized_crops,
+)
+from datasets.toyshapes import CLASSNAMES, NUM_BASE, ensure_toyshapes
 
 # Architecture keys are build_tiny_clip's arguments.
 PRESETS = {
@@ -111,7 +121,7 @@ def evaluate(model, images, labels, s):
     model.eval()
     own = TEMPLATE_SETS[s["templates"]][0].replace("{c} {s}", "{}")
     feats = encode_images(model, images)
-    hand = class_text_features(model, CLASSNAMES)
+    hand = class_text_features(model, CLASSNAMES, "a photo of a {}.")
     base, new = range(NUM_BASE), range(NUM_BASE, len(CLASSNAMES))
     out = {"all": accuracy(feats, labels, hand), "base": accuracy(feats, labels, hand, base),
            "new": accuracy(feats, labels, hand, new),

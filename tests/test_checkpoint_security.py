@@ -7,13 +7,21 @@ import torch
 import torch.nn as nn
 
 import train
-from engine.checkpoint import load_checkpoint, load_pretrained_weights, resume_from_checkpoint
+from engine.checkpoint import (
+    load_checkpoint,
+    load_pretrained_weights,
+    resume_from_checkpoint,
+)
 from engine.config import get_cfg_default
 from engine.data.datum import load_legacy_pickle
 from engine.errors import CheckpointError, DatasetError
 from engine.logger import close_logger
 from engine.optim import build_lr_scheduler, build_optimizer
-from tests.fixtures.dassl_like import Payload, write_dassl_checkpoint, write_payload_checkpoint
+from tests.fixtures.dassl_like import (
+    Payload,
+    write_dassl_checkpoint,
+    write_payload_checkpoint,
+)
 from tests.test_train_e2e import coop_args
 
 

@@ -10,20 +10,22 @@ rule changes, so a path that formats names itself (``template.format(c)``) fails
 
 import pytest
 
+from clip_tools import prompt_learners, text_bank
+from clip_tools import toy as toy_models
+from clip_tools.loading import build_tiny_clip
+from clip_tools.prompt_learners import CoOpPromptLearner
+from clip_tools.teacher import FrozenTeacher
+from clip_tools.text_bank import class_text_features
+from clip_tools.vl_prompts import VLPromptLearner
 from datasets import templates
 from datasets.templates import CUSTOM_TEMPLATES, class_prompts, format_template
 from tests.fixtures import fake_datasets as fake
 from tests.test_datasets import load
-from trainers import kdpl, prompt_learners, promptsrc, toy_models, zsclip
-from trainers.clip_backend import build_tiny_clip
+from trainers import kdpl
 from trainers.kdpl import ConceptPrompts
-from trainers.prompt_learners import CoOpPromptLearner
-from trainers.promptsrc import template_text_features
-from trainers.teacher import OnlineTeacher, teacher_template
-from trainers.vl_prompts import VLPromptLearner
-from trainers.zsclip import zero_shot_text_features
+from trainers.kdpl_concepts import teacher_template
 
-TOKENIZING_MODULES = (zsclip, promptsrc, prompt_learners, kdpl, toy_models)
+TOKENIZING_MODULES = (text_bank, prompt_learners, kdpl, toy_models)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +59,10 @@ def paths(clip, dataset, names):
                               "a photo of a {}."),
         "KDPL-CA concept prompts": (lambda: ConceptPrompts(names, learner, clip.token_embedding),
                                     "a photo of a {}."),
-        "zero-shot classifier": (lambda: zero_shot_text_features(clip, names, [template], "cpu"), template),
-        "PromptSRC frozen targets": (lambda: template_text_features(clip, names, [template], "cpu"), template),
-        "KDPL teacher": (lambda: OnlineTeacher(clip, names, teacher_template(dataset), "cpu"), template),
-        "toy models": (lambda: toy_models.class_text_features(clip, names, template), template),
+        "zero-shot classifier": (lambda: class_text_features(clip, names, [template], "cpu"), template),
+        "PromptSRC frozen targets": (lambda: class_text_features(clip, names, [template], "cpu", ensemble="raw"), template),
+        "KDPL teacher": (lambda: FrozenTeacher.zero_shot(clip, names, teacher_template(dataset), "cpu"), template),
+        "toy models": (lambda: class_text_features(clip, names, template), template),
     }
 
 

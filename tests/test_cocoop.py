@@ -8,14 +8,14 @@ import torch
 from torch import nn
 
 import train
+from clip_tools.loading import build_tiny_clip, load_clip
+from clip_tools.prompt_learners import CoOpPromptLearner
+from clip_tools.prompted import PromptedCLIP, normalize
 from engine.logger import close_logger
 from engine.results import parse_log
 from engine.trainer import build_trainer
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
-from trainers.base import PromptedCLIP, normalize
-from trainers.clip_backend import build_tiny_clip, load_clip
 from trainers.cocoop import CoCoOpCLIP, CoCoOpPromptLearner
-from trainers.prompt_learners import CoOpPromptLearner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ["red circle", "blue star", "a very long green triangle name"]

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import train
+from clip_tools.prompted import normalize
 from engine.logger import close_logger
 from engine.results import parse_log
 from engine.trainer import build_trainer
 from tests.fixtures.fdbpl_world import REPO
-from trainers.base import normalize
-from trainers.cocoop_fdbpl import FDBPLCoCoOp, per_image_second_order_loss
+from trainers.cocoop_fdbpl import CoCoOp_FDBPL, per_image_second_order_loss
 from trainers.losses import fdbpl_total_loss
 
 YAML = os.path.join(REPO, "configs/trainers/FDBPL/cocoop_toyshapes.yaml")
@@ -41,7 +41,7 @@ def args_for(world, out, *extra, flags=()):
 
 def test_zero_meta_nets_reduce_to_fdbpl_on_coop(world, tmp_path):
     trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(args_for(world, str(tmp_path)))))
-    assert type(trainer) is FDBPLCoCoOp
+    assert type(trainer) is CoCoOp_FDBPL
     learner = trainer.model.prompt_learner
     assert {k for k, _ in learner.named_parameters()} == {
         f"{b}.{k}" for b in ("pos", "neg") for k in ("ctx", "meta_net.0.weight", "meta_net.0.bias",

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from engine.cli import default_cfg
 from engine.config import all_keys, get_cfg_default, merge_cfg_file, merge_cfg_opts
 from engine.errors import ConfigError
 
@@ -19,7 +20,7 @@ def _write(tmp_path, name, text):
 
 
 def test_dassl_defaults_match_reference():
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     expected = {
         "OUTPUT_DIR": "./output",
         "SEED": -1,
@@ -70,9 +71,9 @@ def test_dassl_defaults_match_reference():
 
 
 def test_defaults_are_fresh_each_call():
-    a = get_cfg_default()
+    a = default_cfg()
     a.OPTIM.LR = 1.0
-    assert get_cfg_default().OPTIM.LR == 0.0003
+    assert default_cfg().OPTIM.LR == 0.0003
 
 
 @pytest.mark.parametrize("path", ALL_YAMLS, ids=[os.path.relpath(p, REPO) for p in ALL_YAMLS])
@@ -81,7 +82,7 @@ def test_every_shipped_yaml_merges(path):
 
     from engine.discovery import import_plugins
 
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     for module_name in import_plugins():  # as engine.cli.setup_cfg: plugin nodes (e.g. TRAINER.PROMPTKD) first
         extend = getattr(importlib.import_module(module_name), "extend_cfg", None)
         if callable(extend):
@@ -97,7 +98,7 @@ def test_shipped_yamls_exist():
 
 
 def test_coop_yaml_plus_opts_gives_typed_values(tmp_path):
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     merge_cfg_file(cfg, _write(tmp_path, "pets.yaml", 'DATASET:\n  NAME: "OxfordPets"\n'))
     merge_cfg_file(cfg, os.path.join(REPO, "configs", "trainers", "CoOp", "vit_b16_ep50_ctxv1.yaml"))
     # The shell strips the quotes of 'a photo of a'; argparse hands us the bare words.
@@ -118,7 +119,7 @@ def test_coop_yaml_plus_opts_gives_typed_values(tmp_path):
 
 def test_epoch_variants():
     def epochs(name, folder="CoOp"):
-        cfg = get_cfg_default()
+        cfg = default_cfg()
         merge_cfg_file(cfg, os.path.join(REPO, "configs", "trainers", folder, name + ".yaml"))
         return cfg.OPTIM.MAX_EPOCH
 
@@ -132,7 +133,7 @@ def test_epoch_variants():
 def test_unknown_key_in_file_names_key_file_and_suggestion(tmp_path):
     path = _write(tmp_path, "bad.yaml", "TRAINER:\n  COOP:\n    NCTX: 4\n")
     with pytest.raises(ConfigError) as err:
-        merge_cfg_file(get_cfg_default(), path)
+        merge_cfg_file(default_cfg(), path)
     msg = str(err.value)
     assert "TRAINER.COOP.NCTX" in msg and path in msg and "TRAINER.COOP.N_CTX" in msg
     assert "\n" not in msg
@@ -140,21 +141,21 @@ def test_unknown_key_in_file_names_key_file_and_suggestion(tmp_path):
 
 def test_unknown_key_under_wrong_parent_suggests_right_place():
     with pytest.raises(ConfigError, match=r"OPTIM\.BATCH_SIZE.*DATALOADER\.TRAIN_X\.BATCH_SIZE"):
-        merge_cfg_opts(get_cfg_default(), ["OPTIM.BATCH_SIZE", "4"])
+        merge_cfg_opts(default_cfg(), ["OPTIM.BATCH_SIZE", "4"])
 
 
 def test_missing_file():
     with pytest.raises(ConfigError, match="config file not found: /nonexistent/x.yaml"):
-        merge_cfg_file(get_cfg_default(), "/nonexistent/x.yaml")
+        merge_cfg_file(default_cfg(), "/nonexistent/x.yaml")
 
 
 def test_odd_opts_and_bad_type():
     with pytest.raises(ConfigError, match="KEY VALUE pairs"):
-        merge_cfg_opts(get_cfg_default(), ["DATASET.NUM_SHOTS"])
+        merge_cfg_opts(default_cfg(), ["DATASET.NUM_SHOTS"])
     with pytest.raises(ConfigError, match=r"OPTIM\.MAX_EPOCH.*'ten'"):
-        merge_cfg_opts(get_cfg_default(), ["OPTIM.MAX_EPOCH", "ten"])
+        merge_cfg_opts(default_cfg(), ["OPTIM.MAX_EPOCH", "ten"])
     with pytest.raises(ConfigError, match="section"):
-        merge_cfg_opts(get_cfg_default(), ["OPTIM", "1"])
+        merge_cfg_opts(default_cfg(), ["OPTIM", "1"])
 
 
 def test_kdpl_and_promptsrc_style_values(tmp_path):
@@ -164,7 +165,7 @@ def test_kdpl_and_promptsrc_style_values(tmp_path):
         "DATALOADER:\n  REPEAT_TIME: 3\n"
         "TRAINER:\n  PROMPTSRC:\n    TEXT_LOSS_WEIGHT: 25\n    GPA_MEAN: 6\n"
     )
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     merge_cfg_file(cfg, _write(tmp_path, "kdpl.yaml", text))
     assert cfg.MODEL.BACKBONE.PRETRAINED is False
     assert cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT == 25.0 and isinstance(cfg.TRAINER.PROMPTSRC.GPA_MEAN, float)
@@ -174,15 +175,31 @@ def test_kdpl_and_promptsrc_style_values(tmp_path):
 
 
 def test_frozen_config_and_empty_file(tmp_path):
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     merge_cfg_file(cfg, _write(tmp_path, "empty.yaml", ""))
-    assert cfg == get_cfg_default()
+    assert cfg == default_cfg()
     cfg.freeze()
     with pytest.raises(ConfigError, match="frozen"):
         merge_cfg_opts(cfg, ["SEED", "1"])
 
 
 def test_all_keys_lists_leaves():
-    keys = all_keys(get_cfg_default())
+    keys = all_keys(default_cfg())
     assert "DATALOADER.TRAIN_X.BATCH_SIZE" in keys and "DATALOADER.TRAIN_X" not in keys
     assert len(keys) == len(set(keys))
+
+
+def test_the_engine_knows_no_method_each_trainer_adds_its_own_node():
+    import importlib
+
+    assert list(get_cfg_default().TRAINER.keys()) == ["NAME"]  # Dassl's tree only
+    cfg = default_cfg()
+    owners = {"COOP": "trainers.coop", "COCOOP": "trainers.cocoop", "MAPLE": "trainers.maple",
+              "PROMPTSRC": "trainers.promptsrc", "IVLP": "trainers.promptsrc", "VPT": "trainers.vpt",
+              "KDPL": "trainers.kdpl", "FDBPL": "trainers.fdbpl", "ZSCLIP": "trainers.zsclip",
+              "PROMPTKD": "trainers.promptkd"}
+    for node_name, module in owners.items():
+        assert node_name in cfg.TRAINER, node_name
+        fresh = get_cfg_default()
+        importlib.import_module(module).extend_cfg(fresh)
+        assert fresh.TRAINER[node_name] == cfg.TRAINER[node_name], f"{module} does not define TRAINER.{node_name}"

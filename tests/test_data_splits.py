@@ -7,7 +7,11 @@ import random
 import pytest
 
 from engine.config import get_cfg_default
-from engine.data.base import DatasetBase, generate_fewshot_dataset, split_dataset_by_label
+from engine.data.base import (
+    DatasetBase,
+    generate_fewshot_dataset,
+    split_dataset_by_label,
+)
 from engine.data.datum import Datum
 from engine.data.splits import (
     fewshot_cache_path,

@@ -16,12 +16,6 @@ from collections import Counter
 
 import pytest
 
-from engine.config import get_cfg_default, merge_cfg_file
-from engine.errors import DatasetError
-from engine.registry import DATASET_REGISTRY
-from engine.utils import read_json, set_random_seed
-from tests.fixtures import fake_datasets as fake
-
 from datasets.templates import (
     CUSTOM_TEMPLATES,
     IMAGENET_TEMPLATES,
@@ -29,6 +23,11 @@ from datasets.templates import (
     PROMPTSRC_TEMPLATES,
     format_template,
 )
+from engine.config import get_cfg_default, merge_cfg_file
+from engine.errors import DatasetError
+from engine.registry import DATASET_REGISTRY
+from engine.utils import read_json, set_random_seed
+from tests.fixtures import fake_datasets as fake
 
 MODULES = {
     "OxfordPets": "oxford_pets", "OxfordFlowers": "oxford_flowers", "FGVCAircraft": "fgvc_aircraft",

@@ -1,13 +1,15 @@
-"""Tests for trainers/encoders.py: EOT truncation is exact, image features without prompts are CLIP's own,
+"""Tests for clip_tools/encoders.py: EOT truncation is exact, image features without prompts are CLIP's own,
 prompt tokens land where PromptSRC/IVLP puts them (checked with hooks on the transformer blocks)."""
 
 import pytest
 import torch
 
+from clip_tools import loading as cb
+from clip_tools import precision as _precision
+from clip_tools import tokens as _tokens
+from clip_tools.encoders import ImageEncoder, TextEncoder, truncated_length
 from engine.errors import ConfigError
 from tests.fixtures.tiny_clip import tiny_clip_file
-from trainers import clip_backend as cb
-from trainers.encoders import ImageEncoder, TextEncoder, truncated_length
 
 PROMPTS = ["a photo of a red circle.", "x", "a blurry photo of a big green star lying on the grass"]
 
@@ -19,7 +21,7 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokens():
-    return cb.tokenize(PROMPTS, 16)
+    return _tokens.tokenize(PROMPTS, 16)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_text_gradients_reach_prompt_embeddings(clip, tokens):
 
 
 def test_fp16_text_encoder_on_cpu(tmp_path_factory, tokens):
-    model = cb.apply_precision(cb.load_clip(tiny_clip_file(tmp_path_factory, seed=11)), "fp16")
+    model = _precision.apply_precision(cb.load_clip(tiny_clip_file(tmp_path_factory, seed=11)), "fp16")
     enc = TextEncoder(model)
     ctx = torch.zeros(2, 64, requires_grad=True)
     emb = model.token_embedding(tokens)

@@ -56,13 +56,13 @@ def logged(out, key):
 @pytest.fixture(scope="module")
 def trained(world, tmp_path_factory):
     """One uninterrupted 2-epoch run; records every CLIP load made while it ran."""
-    import ril_tools.teacher
+    import clip_tools.loading
+    import clip_tools.teacher
     import trainers.base
-    import trainers.clip_backend
 
     out = str(tmp_path_factory.mktemp("fdbpl_run") / "seed1")
     loads = []
-    saved = (trainers.base.load_clip, trainers.clip_backend.load_clip, ril_tools.teacher.ClipTeacher.load)
+    saved = (trainers.base.load_clip, clip_tools.loading.load_clip, clip_tools.teacher.FrozenTeacher.load)
 
     def counting(name, *a, **k):
         loads.append(str(name))
@@ -71,12 +71,12 @@ def trained(world, tmp_path_factory):
     def no_teacher(*a, **k):
         raise AssertionError("FDBPL training must not build a teacher")
 
-    trainers.base.load_clip = trainers.clip_backend.load_clip = counting
-    ril_tools.teacher.ClipTeacher.load = no_teacher
+    trainers.base.load_clip = clip_tools.loading.load_clip = counting
+    clip_tools.teacher.FrozenTeacher.load = no_teacher
     try:
         run(fdbpl_args(world, out))
     finally:
-        trainers.base.load_clip, trainers.clip_backend.load_clip, ril_tools.teacher.ClipTeacher.load = saved
+        trainers.base.load_clip, clip_tools.loading.load_clip, clip_tools.teacher.FrozenTeacher.load = saved
     return out, loads
 
 
@@ -86,8 +86,8 @@ def test_training_logs_checkpoints_and_loads_no_teacher(world, trained):
     assert loads == [world["student"]]  # the student only; the teacher file is never read
     state = final_state(out, 2)
     assert set(k for k in state if k.endswith("ctx")) == {"pos.ctx", "neg.ctx"}
-    from trainers.clip_backend import load_clip
-    from trainers.prompt_learners import init_context
+    from clip_tools.loading import load_clip
+    from clip_tools.prompt_learners import init_context
 
     clip = load_clip(world["student"])
     pos0, _, _ = init_context("a photo of a", clip)

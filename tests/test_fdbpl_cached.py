@@ -16,8 +16,8 @@ import torch
 import train
 from engine.errors import ConfigError, RilError
 from ril_tools import format as fmt
-from tests.test_fdbpl import fdbpl_args
 from tests.fixtures.fdbpl_world import REPO
+from tests.test_fdbpl import fdbpl_args
 
 FDBPL_YAML = os.path.join(REPO, "configs/trainers/FDBPL/toyshapes.yaml")
 TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
@@ -87,7 +87,7 @@ def test_cached_step_runs_no_image_encoder_and_reads_no_image(world, cached_tabl
         raise AssertionError("the cached step must not decode images or run the image encoder")
 
     monkeypatch.setattr(trainer.model.image_encoder, "forward", forbidden)
-    monkeypatch.setattr("trainers.fdbpl_data.read_image", forbidden)
+    monkeypatch.setattr("ril_tools.replay.read_image", forbidden)
     trainer.before_epoch()
     got = trainer.forward_backward(next(iter(trainer.train_loader_x)))
     assert np.isfinite(got["loss"])
@@ -95,6 +95,38 @@ def test_cached_step_runs_no_image_encoder_and_reads_no_image(world, cached_tabl
     dataset.features = np.full_like(np.asarray(dataset.features), np.nan)  # not scanned at open)
     with pytest.raises(RilError, match="cached student feature of image .* is not finite"):
         dataset[0]
+
+
+def test_cached_training_drops_the_image_tower_and_evaluation_loads_it_again(world, cached_tables, tmp_path):
+    """The step needs no image tower, so its weights are not resident while training (peak memory below CoOp's);
+    evaluation loads the same weights again and gives what a model that kept them gives."""
+    cached = make_trainer(world, str(tmp_path / "c"), cached_tables["float16"], "TRAINER.FDBPL.CACHED_FEATURES",
+                          "True")
+    assert cached.model.image_encoder.visual is None
+    assert not any(name.startswith("image_encoder.") for name, _ in cached.model.named_parameters())
+    cached.before_epoch()
+    for batch in cached.train_loader_x:
+        cached.forward_backward(batch)
+    plain = make_trainer(world, str(tmp_path / "p"), cached_tables["float16"])
+    plain.model.prompt_learner.load_state_dict(cached.model.prompt_learner.state_dict())
+    assert cached.test() == plain.test()  # reloaded, checked against the features' weights hash
+    assert cached.model.image_encoder.visual is not None
+    want = {n: p.clone() for n, p in plain.model.image_encoder.state_dict().items()}
+    got = cached.model.image_encoder.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[n], got[n]) for n in want)
+    assert not any(p.requires_grad for p in cached.model.image_encoder.parameters())
+    cached.epoch = 1
+    cached.before_epoch()  # the next epoch trains without it again
+    assert cached.model.image_encoder.visual is None
+
+
+def test_a_replaced_student_file_is_refused_when_evaluation_loads_the_tower_again(world, cached_tables, tmp_path):
+    cached = make_trainer(world, str(tmp_path / "c"), cached_tables["float16"], "TRAINER.FDBPL.CACHED_FEATURES",
+                          "True")
+    cached._image_tower["hash"] = "xxh3_128:0"  # as if the weight file changed since training started
+    with pytest.raises(RilError, match="is not the one training started with") as err:
+        cached.test()
+    assert "\n" not in str(err.value)
 
 
 def test_stored_features_equal_the_encoded_replay(world, cached_tables, tmp_path):

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 import train
-from engine.config import get_cfg_default, merge_cfg_file, merge_cfg_opts
+from engine.cli import default_cfg
+from engine.config import merge_cfg_file, merge_cfg_opts
 from engine.errors import RilError
 from engine.trainer import build_trainer
-from tests.test_fdbpl import TOY_YAML
+from ril_tools.replay import LABEL_MODES
 from tests.fixtures.fdbpl_world import REPO
-from trainers.fdbpl_data import LABEL_MODES
+from tests.test_fdbpl import TOY_YAML
 
 FDBPL_DIR = os.path.join(REPO, "configs", "trainers", "FDBPL")
 REAL = sorted(glob.glob(os.path.join(FDBPL_DIR, "vit_*.yaml")) + glob.glob(os.path.join(FDBPL_DIR, "promptsrc_vit_*.yaml")))
@@ -27,7 +28,7 @@ def world(fdbpl_world):
 
 
 def merged(path, *opts):
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     merge_cfg_file(cfg, path)
     return merge_cfg_opts(cfg, list(opts))
 
@@ -98,3 +99,20 @@ def test_paper_config_trains_a_step_with_each_top_k_label_mode(world, tmp_path, 
     out = trainer.forward_backward(batch)
     assert torch.isfinite(torch.tensor(out["loss"]))
     assert not torch.equal(before, trainer.model.prompt_learner.pos.ctx)
+
+
+def test_fdbpl_base_picks_a_registered_trainer_and_a_mismatch_is_one_line():
+    from engine.errors import ConfigError
+    from engine.registry import TRAINER_REGISTRY
+    from trainers.cocoop_fdbpl import CoCoOp_FDBPL
+    from trainers.fdbpl import FDBPL
+    from trainers.promptsrc_fdbpl import PromptSRC_FDBPL
+
+    cfg = default_cfg()
+    for base, want in (("CoOp", FDBPL), ("PromptSRC", PromptSRC_FDBPL), ("CoCoOp", CoCoOp_FDBPL)):
+        cfg.TRAINER.FDBPL.BASE = base
+        assert FDBPL.variant_for(cfg) is want
+        assert TRAINER_REGISTRY.get(want.__name__) is want
+    cfg.TRAINER.FDBPL.BASE = "MaPLe"
+    with pytest.raises(ConfigError, match="TRAINER.FDBPL.BASE 'MaPLe' is not one of CoOp, PromptSRC, CoCoOp"):
+        FDBPL.variant_for(cfg)

@@ -18,11 +18,16 @@ from engine.registry import build_dataset
 from engine.utils import read_image
 from ril_tools.crops import crop_schedule, image_keys, sample_crops
 from ril_tools.reader import RilTable
+from ril_tools.replay import (
+    EpochSampler,
+    RilReplayDataset,
+    build_ril_loader,
+    open_ril_table,
+    rebuild_command,
+    teacher_targets,
+)
 from tests.fixtures.fdbpl_world import RUN, K, M, build_table
 from tests.fixtures.toy_data import toy_cfg
-from trainers.fdbpl_data import (EpochSampler, RilReplayDataset, build_ril_loader, open_ril_table,
-                                 rebuild_command, teacher_targets)
-
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from clip_tools.encoders import ImageEncoder
+from clip_tools.loading import build_tiny_clip
+from clip_tools.prompted import normalize
 from tools.cam import ActivationCapture, cams_for_scores, grad_cam, token_cam
 from tools.gradcam import PromptModel, explain, main
-from trainers.base import normalize
-from trainers.clip_backend import build_tiny_clip
-from trainers.encoders import ImageEncoder
 
 
 def _zero_shot_model(clip, text):
@@ -74,7 +74,7 @@ def _object_world():
 def test_an_object_on_a_flat_background_gets_the_mass(variant):
     clip, image = _object_world()
     enc = ImageEncoder(clip)
-    feats = lambda x: normalize(enc(x))  # noqa: E731
+    feats = lambda x: normalize(enc(x))
     found = 0
     # either t or -t gives the object a positive value (flipping the score flips the gradient), unless it is 0
     for seed in range(4):

@@ -10,15 +10,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trainers.teacher as teacher_mod
+import clip_tools.teacher as teacher_mod
+from clip_tools.loading import build_tiny_clip, load_clip, save_clip_file
+from clip_tools.precision import compute_dtype
+from clip_tools.prompt_learners import CoOpPromptLearner
+from clip_tools.tokens import tokenize
 from engine.errors import ConfigError, DatasetError
 from engine.trainer import build_trainer
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
-from trainers.clip_backend import build_tiny_clip, load_clip, save_clip_file, tokenize
 from trainers.kdpl import ConceptPrompts
-from trainers.prompt_learners import CoOpPromptLearner
-from trainers.teacher import read_classnames_file, select_concepts, teacher_dtype, teacher_template
+from trainers.kdpl_concepts import (
+    read_classnames_file,
+    select_concepts,
+    teacher_template,
+)
 
 TEACHER_SCALE = 100.0  # differs from the student's exp(log(1/0.07)) = 14.3, so the tests see which is used
 
@@ -102,7 +108,7 @@ def test_select_concepts_known_answer():
 def trained(files, tmp_path_factory):
     """One 2-epoch CoOp_KDPL run shared by the tests below: (trainer, stdout, teacher text-bank calls)."""
     calls = []
-    real = teacher_mod.zero_shot_text_features
+    real = teacher_mod.class_text_features
 
     def counting(*args, **kw):
         calls.append(len(args[1]))
@@ -110,7 +116,7 @@ def trained(files, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("kdpl_run")
     cfg = kdpl_cfg(files, out, **{"OPTIM.MAX_EPOCH": 2, "TRAIN.PRINT_FREQ": 2, "DATASET.NUM_SHOTS": 1})
-    teacher_mod.zero_shot_text_features = counting
+    teacher_mod.class_text_features = counting
     try:
         trainer = build_trainer(cfg)
         built_calls = list(calls)
@@ -119,7 +125,7 @@ def trained(files, tmp_path_factory):
         with contextlib.redirect_stdout(log):
             trainer.train()
     finally:
-        teacher_mod.zero_shot_text_features = real
+        teacher_mod.class_text_features = real
     return {"trainer": trainer, "log": log.getvalue(), "calls": calls, "built_calls": built_calls, "ctx0": ctx0}
 
 
@@ -208,13 +214,16 @@ def test_config_and_file_errors(files, tmp_path):
     with pytest.raises(DatasetError, match="'cat' more than once"):
         read_classnames_file(str(dup))
     with pytest.raises(ConfigError, match="INPUT.SIZE"):
-        teacher_mod.OnlineTeacher(load_clip(files[1]), ["cat", "dog"], "a photo of a {}.", "cpu", input_size=48)
+        teacher_mod.FrozenTeacher.zero_shot(load_clip(files[1]), ["cat", "dog"], "a photo of a {}.", "cpu", input_size=48)
 
 
 def test_templates_and_precision():
     assert teacher_template("OxfordPets") == "a photo of a {}, a type of pet."
     assert teacher_template("OxfordPets", class_agnostic=True) == "a photo of a {}."
-    assert teacher_dtype("fp16", "cpu") == torch.float32
-    assert teacher_dtype("fp16", "cuda") == torch.float16
-    assert teacher_dtype("amp", "cuda") == torch.bfloat16
-    assert teacher_dtype("fp32", "cuda") == torch.float32
+    assert compute_dtype("fp16", "cpu") == torch.float32
+    assert compute_dtype("fp16", "cuda") == torch.float16
+    assert compute_dtype("amp", "cuda") == torch.bfloat16
+    assert compute_dtype("bf16", "cuda") == torch.bfloat16
+    assert compute_dtype("fp32", "cuda") == torch.float32
+    with pytest.raises(ConfigError, match="TRAINER.KDPL.PREC is 'int8'"):
+        compute_dtype("int8", "cpu", "TRAINER.KDPL.PREC")

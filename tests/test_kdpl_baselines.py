@@ -7,12 +7,12 @@ import os
 import pytest
 import torch
 
-import trainers.teacher as teacher_mod
+import clip_tools.teacher as teacher_mod
+from clip_tools.loading import build_tiny_clip, save_clip_file
 from engine.trainer import build_trainer
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
 from tests.test_kdpl import kl_by_hand, reference_teacher_logits
-from trainers.clip_backend import build_tiny_clip, save_clip_file
 
 METHODS = {
     "CoCoOp_KDPL": {"TRAINER.COCOOP.N_CTX": 4, "TRAINER.COCOOP.CTX_INIT": "a photo of a"},

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import clip_tools.teacher as teacher_mod
 import train
-import trainers.teacher as teacher_mod
 from engine.errors import ConfigError, RilError
 from engine.logger import close_logger
 from engine.trainer import build_trainer
@@ -46,8 +46,8 @@ def no_teacher(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("table-fed KDPL built a teacher")
 
-    monkeypatch.setattr(teacher_mod.OnlineTeacher, "__init__", refuse)
-    monkeypatch.setattr(teacher_mod.OnlineTeacher, "load", refuse)
+    monkeypatch.setattr(teacher_mod.FrozenTeacher, "__init__", refuse)
+    monkeypatch.setattr(teacher_mod.FrozenTeacher, "load", refuse)
 
 
 def kl_by_hand(student_logits, teacher_probs):

@@ -5,9 +5,9 @@ import zipfile
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
-import trainers.clip_backend as cb
+from clip_tools import loading as cb
 from engine.checkpoint import resume_from_checkpoint, save_checkpoint
 from engine.errors import CheckpointError
 from tests.test_train_e2e import coop_args, run

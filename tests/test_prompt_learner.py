@@ -1,14 +1,15 @@
-"""Tests for trainers/prompt_learners.py: CoOp's prompt layout, the key equivalence with CLIP's own text
+"""Tests for clip_tools/prompt_learners.py: CoOp's prompt layout, the key equivalence with CLIP's own text
 features for an initialised context, class-specific contexts, class-token positions and class swaps."""
 
 import pytest
 import torch
 
+from clip_tools import loading as cb
+from clip_tools import tokens as _tokens
+from clip_tools.encoders import TextEncoder, truncated_length
+from clip_tools.prompt_learners import CoOpPromptLearner
 from engine.errors import ConfigError
 from tests.fixtures.tiny_clip import tiny_clip_file
-from trainers import clip_backend as cb
-from trainers.encoders import TextEncoder, truncated_length
-from trainers.prompt_learners import CoOpPromptLearner
 
 NAMES = ["red circle", "blue_star", "green triangle with stripes"]
 
@@ -35,7 +36,7 @@ def test_initialised_prompts_equal_clip_text_features(clip):
     enc = TextEncoder(clip)
     with torch.no_grad():
         ours = enc(learner(), learner.tokenized_prompts, seq_len=learner.seq_len)
-        ref = clip.encode_text(cb.tokenize(["a photo of a red circle.", "a photo of a blue star.",
+        ref = clip.encode_text(_tokens.tokenize(["a photo of a red circle.", "a photo of a blue star.",
                                             "a photo of a green triangle with stripes."], 16))
     assert (ours - ref).abs().max() < 1e-5
 
@@ -45,13 +46,13 @@ def test_negative_prompt_phrase(clip):
     assert learner.n_ctx == 4 and torch.equal(learner.ctx.detach(), embed(clip, [320, 1125, 539, 871]))
     with torch.no_grad():
         ours = TextEncoder(clip)(learner(), learner.tokenized_prompts)
-        ref = clip.encode_text(cb.tokenize("a photo of no red circle.", 16))
+        ref = clip.encode_text(_tokens.tokenize("a photo of no red circle.", 16))
     assert (ours - ref).abs().max() < 1e-5
 
 
 def test_layout_buffers_and_state_dict(clip):
     learner = CoOpPromptLearner(NAMES, clip, n_ctx=4)
-    tokens = cb.tokenize([f"X X X X {n.replace('_', ' ')}." for n in NAMES], 16)
+    tokens = _tokens.tokenize([f"X X X X {n.replace('_', ' ')}." for n in NAMES], 16)
     assert torch.equal(learner.tokenized_prompts, tokens)
     assert learner.name_lens == [2, 2, 4]  # "blue star" -> 2 tokens, "green triangle with stripes" -> 4
     assert torch.equal(learner.token_prefix, clip.token_embedding(tokens)[:, :1].detach())
@@ -97,7 +98,7 @@ def test_class_token_positions(clip, position):
     learner = CoOpPromptLearner(NAMES, clip, n_ctx=4, csc=True, class_token_position=position)
     out = learner()
     assert torch.equal(out, coop_loop_layout(learner))
-    star = embed(clip, cb.bpe_encode("blue star"))  # class 1 has 2 name tokens
+    star = embed(clip, _tokens.bpe_encode("blue star"))  # class 1 has 2 name tokens
     start = 1 if position == "front" else 1 + 2  # middle: after half of the 4 context vectors
     assert torch.equal(out[1, start:start + 2], star)
     assert torch.equal(out[:, 0], learner.token_prefix[:, 0])
@@ -136,7 +137,7 @@ def test_fixed_n_ctx_keeps_the_rest_of_the_phrase_frozen(clip):
     assert torch.equal(learner.token_suffix[0, :2], embed(clip, [539, 320]))  # "of a" stays frozen
     with torch.no_grad():
         ours = TextEncoder(clip)(learner(), learner.tokenized_prompts)
-        ref = clip.encode_text(cb.tokenize("a photo of a red circle.", 16))
+        ref = clip.encode_text(_tokens.tokenize("a photo of a red circle.", 16))
     assert (ours - ref).abs().max() < 1e-5
     with pytest.raises(ConfigError, match="N_CTX 5 is longer"):
         CoOpPromptLearner(["red circle"], clip, n_ctx=5, ctx_init="a photo of a", fix_n_ctx=True)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import train
-import trainers.vl_prompts as vl_prompts
+from clip_tools import vl_prompts
 from engine.errors import CheckpointError, ConfigError
 from engine.logger import close_logger
 from engine.results import parse_log
@@ -127,14 +127,14 @@ def test_one_step_is_the_kl_to_the_teacher_over_the_stored_vectors(world, tmp_pa
     with torch.no_grad():
         # independent path: teacher features through a fresh load, student features by hand
         fresh = PromptKDTeacher.load(trainer.cfg, trainer.dm.dataset.classnames, torch.device("cpu"))
-        t_logits = fresh.logit_scale * F.normalize(fresh.model.image_features(image), dim=-1) @ fresh.class_features.t()
+        t_logits = fresh.logit_scale * F.normalize(fresh.model.image_features(image), dim=-1) @ fresh.text_features.t()
         m = trainer.model
         v_ctx, deep = m.prompt_learner.vision_prompts()
         f = F.normalize(m.prompt_learner.projector(m.image_encoder(image, v_ctx, deep)), dim=-1)
-        s_logits = m.logit_scale.exp() * f @ F.normalize(fresh.class_features, dim=-1).t()
+        s_logits = m.logit_scale.exp() * f @ F.normalize(fresh.text_features, dim=-1).t()
         pt, log_ps = F.softmax(t_logits.double() / 2, -1), F.log_softmax(s_logits.double() / 2, -1)
         want = 3.0 * 4 * float((pt * (pt.log() - log_ps)).sum(-1).mean())
-    assert torch.allclose(fresh.class_features, trainer.model.class_features, atol=1e-6)
+    assert torch.allclose(fresh.text_features, trainer.model.class_features, atol=1e-6)
     out = trainer.forward_backward(batch)
     assert out["loss"] == pytest.approx(want, rel=1e-4)
 
@@ -153,7 +153,7 @@ def test_end_to_end_encodes_class_text_once_and_stores_all_classes(world, traine
 @pytest.mark.slow
 @pytest.mark.parametrize("subsample", ["base", "new"])
 def test_eval_only_uses_stored_vectors_and_never_loads_the_teacher(world, trained, tmp_path, monkeypatch, subsample):
-    import trainers.promptkd as promptkd
+    from trainers import promptkd
 
     out, _ = trained
 

@@ -14,6 +14,13 @@ import pytest
 import torch
 
 import train
+from clip_tools.loading import load_clip
+from clip_tools.prompted_teacher import (
+    PromptedTeacher,
+    prompts_hash_of,
+    teacher_checkpoint_file,
+)
+from clip_tools.teacher import weights_hash
 from engine.checkpoint import load_checkpoint
 from engine.errors import ConfigError, RilError
 from engine.logger import close_logger
@@ -22,15 +29,13 @@ from engine.utils import read_image
 from ril_tools import format as fmt
 from ril_tools.pipeline import make_crops
 from ril_tools.reader import RilTable
-from ril_tools.teacher import weights_hash
 from tests.fixtures.fdbpl_world import REPO
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import toy_cfg
 from tests.test_promptkd import TEACHER_WIDTH, pkd_args
 from tests.test_promptkd import world as promptkd_world  # noqa: F401  (the fixture)
-from trainers.clip_backend import load_clip
 from trainers.losses import promptkd_loss
-from trainers.promptkd import PromptKDTeacher, prompts_hash_of, teacher_checkpoint_file
+from trainers.promptkd import PromptKDTeacher
 
 TOY_YAML = os.path.join(REPO, "configs/datasets/toyshapes.yaml")
 M = 4
@@ -76,11 +81,8 @@ def test_manifest_records_the_prompted_teacher_and_round_trips(world):
     assert manifest["prompts"][0] == f"a photo of a {manifest['classnames'][0].replace('_', ' ')}."
     assert manifest["dataset"]["subsample"] == "all" and manifest["num_images"] == 256  # 64 classes x 4 images
     # what the build's teacher describes is what the manifest holds, through JSON and back
-    live = PromptKDTeacher.from_checkpoint(world["teacher"], world["ckpt"], manifest["classnames"], "cpu")
-    from ril_tools.teacher import PromptedTeacher
-
-    described = PromptedTeacher(live, "cpu", (tuple(manifest["crop"]["mean"]), tuple(manifest["crop"]["std"])))
-    assert json.loads(json.dumps(described.describe())) == teacher
+    live = PromptedTeacher.from_run(world["teacher"], world["ckpt"], manifest["classnames"], "cpu")
+    assert json.loads(json.dumps(live.describe())) == teacher
     assert RilTable.open(world["table"]).teacher == teacher
     from ril_tools.inspect import summary_lines  # the summary says what the table holds
 
@@ -91,7 +93,7 @@ def test_manifest_records_the_prompted_teacher_and_round_trips(world):
 def test_stored_logprobs_are_the_prompted_teachers_on_the_build_crops(world):
     table = RilTable.open(world["table"])
     manifest = table.manifest
-    teacher = PromptKDTeacher.from_checkpoint(world["teacher"], world["ckpt"], manifest["classnames"], "cpu")
+    teacher = PromptedTeacher.from_run(world["teacher"], world["ckpt"], manifest["classnames"], "cpu")
     paths = manifest["dataset"]["relpaths"][:3]
     crops, stored = [], []
     for image_id, rel in enumerate(paths):

@@ -5,11 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clip_tools import loading as cb
+from clip_tools import precision as _precision
+from clip_tools import tokens as _tokens
+from clip_tools.text_bank import class_text_features
+from clip_tools.vl_prompts import VLPromptedCLIP, VLPromptLearner
 from engine.errors import ConfigError
 from tests.fixtures.tiny_clip import tiny_clip_file
-from trainers import clip_backend as cb
-from trainers.promptsrc import template_text_features
-from trainers.vl_prompts import VLPromptedCLIP, VLPromptLearner
 
 NAMES = ["red circle", "blue star", "green_square"]
 WIDTH = 64  # tiny CLIP: text and vision width
@@ -42,7 +44,7 @@ def block_inputs(blocks):
 
 
 def hand_text_features(clip, template="a photo of a {}."):
-    tokens = cb.tokenize([template.format(n.replace("_", " ")) for n in NAMES], 16)
+    tokens = _tokens.tokenize([template.format(n.replace("_", " ")) for n in NAMES], 16)
     with torch.no_grad():
         return F.normalize(clip.encode_text(tokens), dim=-1)
 
@@ -79,7 +81,7 @@ def test_depth_one_text_and_depth_zero_vision_is_the_hand_prompt(clip, images, n
     learner = model.prompt_learner
     assert learner.ctx.shape == (n_ctx, WIDTH) and len(learner.deep_text) == 0
     with torch.no_grad():
-        expected_ctx = clip.token_embedding(cb.tokenize("a photo of a", 16))[0, 1:1 + n_ctx]
+        expected_ctx = clip.token_embedding(_tokens.tokenize("a photo of a", 16))[0, 1:1 + n_ctx]
         assert torch.equal(learner.ctx, expected_ctx)
         assert (model.text_features() - hand_text_features(clip)).abs().max() < 1e-5
         assert (model.image_features(images) - F.normalize(clip.encode_image(images), dim=-1)).abs().max() < 1e-5
@@ -177,9 +179,9 @@ def test_gradients_reach_every_prompt_and_nothing_else(clip, images):
 
 def test_template_targets_are_averaged_before_normalising(clip):
     templates = ["a photo of a {}.", "a drawing of the {}.", "itap of a {}."]
-    got = template_text_features(clip, NAMES, templates, "cpu")
+    got = class_text_features(clip, NAMES, templates, "cpu", ensemble="raw")
     with torch.no_grad():
-        raw = torch.stack([clip.encode_text(cb.tokenize([t.format(n.replace("_", " ")) for n in NAMES], 16))
+        raw = torch.stack([clip.encode_text(_tokens.tokenize([t.format(n.replace("_", " ")) for n in NAMES], 16))
                            for t in templates])
     expected = F.normalize(raw.mean(0), dim=-1)
     clip_style = F.normalize(F.normalize(raw, dim=-1).mean(0), dim=-1)
@@ -192,10 +194,10 @@ def test_fp16_clip_gives_fp32_gradients_to_fp32_prompts(tmp_path_factory):
     with finite float32 gradients through CE + PromptSRC's regulariser (float32 frozen text targets)."""
     from trainers.losses import promptsrc_regularisation
 
-    half = cb.apply_precision(cb.load_clip(tiny_clip_file(tmp_path_factory, seed=5, text_layers=3, vision_layers=3)),
+    half = _precision.apply_precision(cb.load_clip(tiny_clip_file(tmp_path_factory, seed=5, text_layers=3, vision_layers=3)),
                               "fp16")
     model = make(half)
-    fixed = template_text_features(model.text_encoder, NAMES, ["a photo of a {}.", "a {}."], "cpu")
+    fixed = class_text_features(model.text_encoder, NAMES, ["a photo of a {}.", "a {}."], "cpu", ensemble="raw")
     image = torch.randn(2, 3, 32, 32)
     img, txt = model.image_features(image), model.text_features()
     zs = model.zero_shot_image_features(image)

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from engine.config import get_cfg_default, merge_cfg_file
+from engine.cli import default_cfg
+from engine.config import merge_cfg_file
 from engine.results import DG_TARGETS, XD_TARGETS, transfer_rows, transfer_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +80,7 @@ CONFIG_DIRS = ("IVLP", "PromptSRC", "PromptSRC_KDPL")
 
 
 def load(path):
-    cfg = get_cfg_default()
+    cfg = default_cfg()
     merge_cfg_file(cfg, path)
     return cfg
 

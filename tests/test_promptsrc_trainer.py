@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 
 import train
+from clip_tools import loading as cb
+from clip_tools import tokens as _tokens
 from engine.logger import close_logger
 from engine.results import parse_log
 from engine.trainer import build_trainer
 from tests.fixtures.interrupt import interrupted_after_epoch
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
-from trainers import clip_backend as cb
 from trainers.promptsrc import GpaAccumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +55,7 @@ def test_promptsrc_loss_known_answer_fp32_on_cpu(clip_path, tmp_path):
     model, clip = trainer.model, cb.load_clip(clip_path)
     names = [c.replace("_", " ") for c in trainer.dm.dataset.classnames]
     with torch.no_grad():
-        raw = torch.stack([clip.encode_text(cb.tokenize([t.format(n) for n in names], 16))
+        raw = torch.stack([clip.encode_text(_tokens.tokenize([t.format(n) for n in names], 16))
                            for t in PROMPTSRC_TEMPLATES])
         fixed = F.normalize(raw.mean(0), dim=-1)
         zs_img = F.normalize(clip.encode_image(image), dim=-1)

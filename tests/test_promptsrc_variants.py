@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import train
+from clip_tools import loading as cb
+from clip_tools import tokens as _tokens
+from clip_tools.prompted import normalize
 from engine.errors import ConfigError
 from engine.logger import close_logger
 from engine.results import parse_log
@@ -15,8 +18,6 @@ from engine.trainer import build_trainer
 from tests.fixtures.fdbpl_world import REPO
 from tests.fixtures.tiny_clip import tiny_clip_file
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
-from trainers import clip_backend as cb
-from trainers.base import normalize
 from trainers.losses import fdbpl_total_loss, promptsrc_regularisation
 
 SMALL = {"TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT": 2, "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION": 2,
@@ -58,7 +59,7 @@ def test_promptsrc_kdpl_replaces_ce_by_the_symmetric_kl(kdpl_files, tmp_path):
     model = trainer.model
     with torch.no_grad():
         s_scale = model.logit_scale.exp()
-        t_txt = F.normalize(teacher.encode_text(cb.tokenize([f"a photo of a {n}." for n in names], 16)), dim=-1)
+        t_txt = F.normalize(teacher.encode_text(_tokens.tokenize([f"a photo of a {n}." for n in names], 16)), dim=-1)
         t_logits = s_scale * F.normalize(teacher.encode_image(image), dim=-1) @ t_txt.t()
         img, txt = model.image_features(image), model.text_features()
         logits = s_scale * img @ txt.t()
@@ -107,10 +108,10 @@ def fdbpl_src_trainer(world, tmp_path):
 
 
 def test_fdbpl_step_shares_vision_prompts_and_duplicates_text_prompts(world, tmp_path):
-    from trainers.promptsrc_fdbpl import FDBPLPromptSRC
+    from trainers.promptsrc_fdbpl import PromptSRC_FDBPL
 
     trainer = fdbpl_src_trainer(world, tmp_path)
-    assert type(trainer) is FDBPLPromptSRC
+    assert type(trainer) is PromptSRC_FDBPL
     learner = trainer.model.prompt_learner
     assert {k for k, _ in learner.named_parameters()} == {
         "pos.ctx", "pos.deep_text.0", "pos.vision_ctx", "pos.deep_vision.0", "neg.ctx", "neg.deep_text.0"}

@@ -37,6 +37,8 @@ REWRITES = [
     (r"^((?:\w+=\S+ )*bash scripts/\S+\.sh .*toyshapes.*)$", r"\1 " + TOY_FAST, "toy runs: 2 shots, 1 epoch"),
     (r"(toyshapes/)shots_16/", r"\1shots_2/", "the sweep above ran 2 shots here (SHOTS=2)"),
     (r"(base_toy_teacher)_M64_", r"\1_M4_", "the sweep above built 4-crop tables here (NUM_CROPS=4)"),
+    (r"(ril/toyshapes/shots_2/)seed0/", r"\1seeds_0-1-2/",
+     "the demo's per-seed tables are not built here: the sweep built the union table (scripts/fdbpl/common.sh)"),
 ]
 # inline `commands` of the prose that are not run here
 NOT_RUN = {
@@ -166,7 +168,7 @@ def test_readme_commands_run_in_order(readme_world):
     out = run_commands(readme_world, lines)
     copy = readme_world["copy"]
     # the sweep's FDBPL runs built their table under the shared name, and its parse printed both methods
-    assert os.path.isfile(os.path.join(copy, "ril/toyshapes/shots_2/seed0/base_toy_teacher_M4_K10/manifest.json"))
+    assert os.path.isfile(os.path.join(copy, "ril/toyshapes/shots_2/seeds_0-1-2/base_toy_teacher_M4_K10/manifest.json"))
     sweep = next(part for part in out.split("=== README block") if "toyshapes: base / new / HM" in part)
     assert re.search(r"^CoOp\s+\d+\.\d\d / \d+\.\d\d / \d+\.\d\d", sweep, flags=re.M), sweep
     assert re.search(r"^FDBPL\s+\d+\.\d\d / \d+\.\d\d / \d+\.\d\d", sweep, flags=re.M), sweep

@@ -122,12 +122,13 @@ def test_clip_teacher_is_clip_zero_shot(built):
     import torch
     import torch.nn.functional as F
 
-    from ril_tools.teacher import ClipTeacher
-    from trainers.clip_backend import load_clip, tokenize
+    from clip_tools.loading import load_clip
+    from clip_tools.teacher import FrozenTeacher
+    from clip_tools.tokens import tokenize
 
     _, _, teacher_path, _ = built
     names = ["red circle", "blue star", "green square"]
-    teacher = ClipTeacher.load(teacher_path, names, "a photo of a {}.", "cpu", "bf16")
+    teacher = FrozenTeacher.load(teacher_path, names, "a photo of a {}.", "cpu", "bf16")
     assert teacher.prec == "fp32" and teacher.describe()["resolved"] == os.path.abspath(teacher_path)
     model = load_clip(teacher_path)
     x = torch.randn(4, 3, teacher.input_size, teacher.input_size, generator=torch.Generator().manual_seed(0))

@@ -14,19 +14,19 @@ from ril_tools import format as fmt
 from ril_tools import integrity, verify
 from ril_tools.build import build_table, default_precision
 from ril_tools.reader import RilTable
+from ril_tools.replay import RilReplayDataset, build_ril_loader, open_ril_table
 from ril_tools.testing import build_tiny_table, make_image_folder, tiny_plan
 from ril_tools.writer import build_lock
 from tests.fixtures.toy_data import toy_cfg
-from trainers.fdbpl_data import RilReplayDataset, build_ril_loader, open_ril_table
 
 UNDERSCORED = ["american_bulldog", "great_pyrenees", "cat"]
 SPACED = ["american bulldog", "great pyrenees", "cat"]
 
 
 def _build_with_clip(root, out, clip_path, classnames, items):
-    from ril_tools.teacher import ClipTeacher
+    from clip_tools.teacher import FrozenTeacher
 
-    teacher = ClipTeacher.load(clip_path, classnames, "a photo of a {}.", "cpu", "fp32")
+    teacher = FrozenTeacher.load(clip_path, classnames, "a photo of a {}.", "cpu", "fp32")
     plan, image_list = tiny_plan(items, root, teacher, classnames, num_crops=3, k=2)
     build_table(out, plan, image_list["paths"], teacher, batch_size=8, progress=False)
     return RilTable.open(out)

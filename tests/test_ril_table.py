@@ -9,14 +9,19 @@ import pytest
 import torch
 
 from engine.errors import RilError
+from engine.utils import read_image
 from ril_tools import format as fmt
 from ril_tools.crops import image_keys, sample_crops
 from ril_tools.integrity import TAG_BYTES
 from ril_tools.labels import information_weight
 from ril_tools.pipeline import make_crops
 from ril_tools.reader import RilTable
-from ril_tools.testing import FakeTeacher, build_tiny_table, make_image_folder, tiny_plan
-from engine.utils import read_image
+from ril_tools.testing import (
+    FakeTeacher,
+    build_tiny_table,
+    make_image_folder,
+    tiny_plan,
+)
 
 M, C, K = 4, 5, 2
 

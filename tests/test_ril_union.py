@@ -10,9 +10,9 @@ from engine.registry import build_dataset
 from ril_tools.crops import crop_schedule, image_keys
 from ril_tools.plan import training_image_list
 from ril_tools.reader import RilTable
-from tests.fixtures.toy_data import toy_cfg
+from ril_tools.replay import RilReplayDataset, open_ril_table
 from tests.fixtures.fdbpl_world import RUN, M, build_table
-from trainers.fdbpl_data import RilReplayDataset, open_ril_table
+from tests.fixtures.toy_data import toy_cfg
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +92,70 @@ def test_batched_crop_resize_equals_the_per_crop_resize_and_the_stored_boxes():
     assert not torch.allclose(fast[1:], exact[:-1], atol=1e-2)  # a shifted crop would be caught
     stored = fmt.normalise_box(boxes, 61, 83)
     assert np.array_equal(fmt.crop_box_pixels(stored, 61, 83), boxes)
+
+
+def _run_suggested_build(msg, output):
+    """Run the ``python -m ril_tools.build`` command an error line suggests, with ``--output`` redirected."""
+    import shlex
+
+    from ril_tools import build
+
+    argv = shlex.split(msg.split("rebuild it with: ", 1)[1])
+    assert argv[:3] == ["python", "-m", "ril_tools.build"]
+    argv = argv[3:]
+    argv[argv.index("--output") + 1] = output
+    # the world's tiny teacher takes 32 px crops (a setting of this test world, not of the run)
+    build.main(argv + ["--device", "cpu", "--workers", "0", "INPUT.SIZE", "(32, 32)"])
+    return argv
+
+
+@pytest.mark.parametrize("opts,want", [
+    ({"DATASET.NUM_SHOTS": 4}, ["--seeds", "0", "1", "--shots", "1", "2", "4"]),  # images missing
+    ({"TRAINER.FDBPL.TOPK": 2}, ["--topk", "2", "--overwrite", "--seeds", "0", "1", "--shots", "1", "2"]),  # K
+])
+def test_the_suggested_rebuild_of_a_union_table_fits_this_run_and_the_old_ones(world, union, tmp_path, capsys,
+                                                                               monkeypatch, opts, want):
+    from engine.cli import run_cli
+
+    monkeypatch.delenv("FDBPL_DEBUG", raising=False)
+    cfg, items, classnames = run_split(world, union, **opts)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(open_ril_table, cfg, items, classnames)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert " ".join(want) in lines[0], lines[0]
+    rebuilt = str(tmp_path / "rebuilt")
+    argv = _run_suggested_build(lines[0], rebuilt)
+    assert "--overwrite" in argv and argv[argv.index("--seed") + 1] == "1"  # the old table's crop seed
+    cfg, items, classnames = run_split(world, rebuilt, **opts)
+    assert open_ril_table(cfg, items, classnames).num_images >= len(items)  # this run accepts it
+    for seed, shots in ((0, 1), (1, 2)):  # and so do the runs the old table served
+        old_cfg, old_items, _ = run_split(world, rebuilt, **{"DATASET.NUM_SHOTS": shots, **{
+            k: v for k, v in opts.items() if k != "DATASET.NUM_SHOTS"}})
+        old_cfg.defrost()
+        old_cfg.SEED = seed
+        old_cfg.freeze()
+        old_items = build_dataset(old_cfg).train_x
+        open_ril_table(old_cfg, old_items, classnames)
+
+
+def test_the_suggested_rebuild_of_another_runs_table_is_the_union_of_both(world, tmp_path, capsys):
+    # the seed-1 2-shot table, given to the seed-1 4-shot run: a table of both subsets, not one replacing the other
+    cfg, items, classnames = run_split(world, world["table"], **{"DATASET.NUM_SHOTS": 4})
+    with pytest.raises(RilError) as err:
+        open_ril_table(cfg, items, classnames)
+    msg = str(err.value)
+    assert "--seeds 1 --shots 2 4" in msg and "\n" not in msg
+    rebuilt = str(tmp_path / "both")
+    _run_suggested_build(msg, rebuilt)
+    for shots in (2, 4):
+        cfg, items, classnames = run_split(world, rebuilt, **{"DATASET.NUM_SHOTS": shots})
+        open_ril_table(cfg, items, classnames)
+
+
+def test_reading_an_image_the_table_lacks_names_it_and_the_union_build(world, union):
+    with pytest.raises(RilError) as err:
+        RilTable.open(union).image_ids(["toyshapes/images/not_there.png"])
+    msg = str(err.value)
+    assert "image toyshapes/images/not_there.png is not in RIL table" in msg and "--seeds/--shots" in msg
+    assert "\n" not in msg

@@ -90,14 +90,41 @@ def test_real_datasets_keep_the_paper_configs():
 
 def test_fdbpl_builds_a_missing_table_under_the_shared_name(tmp_path):
     ril = str(tmp_path / "ril")
-    build, train = dry_run("fdbpl/base2new_train.sh", "toyshapes", "0", RIL_ROOT=ril, SHOTS="4")
-    table = f"{ril}/toyshapes/shots_4/seed0/base_toy_teacher_M64_K10"
+    build, train = dry_run("fdbpl/base2new_train.sh", "toyshapes", "2", RIL_ROOT=ril, SHOTS="4")
+    # one union table for seeds 0 1 2 at the run's shots; the first seed seeds the crops whichever run builds it
+    table = f"{ril}/toyshapes/shots_4/seeds_0-1-2/base_toy_teacher_M64_K10"
     assert build[:2] == ["-m", "ril_tools.build"] and value(build, "--output") == table
     assert value(build, "--teacher") == "models/toy_teacher.pt" and value(build, "--num-crops") == "64"
     assert value(build, "--topk") == "10" and value(build, "DATASET.SUBSAMPLE_CLASSES") == "base"
+    assert value(build, "--seed") == "0" and build[build.index("--seeds"):build.index("--shots") + 2] == \
+        ["--seeds", "0", "1", "2", "--shots", "4"]
+    assert value(build, "DATASET.NUM_SHOTS") == "4"
     assert value(train, "TRAINER.FDBPL.RIL_DIR") == table
     paper = dry_run("fdbpl/build_ril.sh", "oxford_pets", "1", RIL_ROOT=ril)[-1]
-    assert value(paper, "--output") == f"{ril}/oxford_pets/shots_16/seed1/base_vit_l14_M500_K20"
+    assert value(paper, "--output") == f"{ril}/oxford_pets/shots_16/seeds_0-1-2/base_vit_l14_M500_K20"
+    sweep = dry_run("fdbpl/build_ril.sh", "oxford_pets", "1", RIL_ROOT=ril, UNION_SHOTS="1 2 4 8 16")[-1]
+    assert value(sweep, "--output") == f"{ril}/oxford_pets/shots_1-2-4-8-16/seeds_0-1-2/base_vit_l14_M500_K20"
+    assert sweep[sweep.index("--shots"):sweep.index("--shots") + 6] == ["--shots", "1", "2", "4", "8", "16"]
+
+
+@pytest.mark.parametrize("env,seed", [({"SEEDS": "1"}, "1"), ({}, "5"), ({"SHOTS": "8", "UNION_SHOTS": "16"}, "1")])
+def test_fdbpl_single_run_table_when_asked_or_outside_the_union(tmp_path, env, seed):
+    ril = str(tmp_path / "ril")
+    build = dry_run("fdbpl/build_ril.sh", "oxford_pets", seed, RIL_ROOT=ril, **env)[-1]
+    shots = env.get("SHOTS", "16")
+    assert value(build, "--output") == f"{ril}/oxford_pets/shots_{shots}/seed{seed}/base_vit_l14_M500_K20"
+    assert value(build, "--seed") == seed and "--seeds" not in build and "--shots" not in build
+
+
+def test_fdbpl_trains_from_the_union_table_or_an_existing_single_run_one(tmp_path):
+    ril = str(tmp_path / "ril")
+    single = f"{ril}/toyshapes/shots_16/seed1/base_toy_teacher_M64_K10"  # as the demo names its tables
+    union = f"{ril}/toyshapes/shots_16/seeds_0-1-2/base_toy_teacher_M64_K10"
+    for table in (single, union):
+        os.makedirs(table)
+        open(os.path.join(table, "manifest.json"), "w").close()
+        train = dry_run("fdbpl/base2new_train.sh", "toyshapes", "1", RIL_ROOT=ril)
+        assert len(train) == 1 and value(train[0], "TRAINER.FDBPL.RIL_DIR") == table  # no build: the union wins
 
 
 @pytest.mark.slow  # end to end, several seconds

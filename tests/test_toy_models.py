@@ -9,10 +9,20 @@ import re
 import pytest
 import torch
 
+from clip_tools.loading import build_tiny_clip, load_clip
+from clip_tools.tokens import EOT_ID, SOT_ID, tokenize
+from clip_tools.toy import (
+    TEMPLATE_SETS,
+    accuracy,
+    caption_tokens,
+    captions,
+    normalize_images,
+    pack_clip_file,
+    random_resized_crops,
+    sha256_of,
+    used_token_ids,
+)
 from datasets.toyshapes import CLASSNAMES
-from trainers.clip_backend import EOT_ID, SOT_ID, build_tiny_clip, load_clip, tokenize
-from trainers.toy_models import (TEMPLATE_SETS, accuracy, caption_tokens, captions, normalize_images,
-                                 pack_clip_file, random_resized_crops, sha256_of, used_token_ids)
 
 # ---------------------------------------------------------------------------------------------- helpers
 

@@ -11,10 +11,16 @@ import re
 import pytest
 import torch
 
+from clip_tools.loading import load_clip
+from clip_tools.text_bank import class_text_features
+from clip_tools.toy import (
+    accuracy,
+    encode_images,
+    load_split_tensors,
+    sha256_of,
+    zero_shot_accuracy,
+)
 from datasets.toyshapes import CLASSNAMES, NUM_BASE
-from trainers.clip_backend import load_clip
-from trainers.toy_models import (accuracy, class_text_features, encode_images, load_split_tensors, sha256_of,
-                                 zero_shot_accuracy)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(REPO, "models")
@@ -83,5 +89,5 @@ def test_student_image_features_beat_its_hand_prompt(shipped, fresh_test_split):
     base = range(NUM_BASE)
     protos = torch.stack([feats[labels == c].mean(0) for c in range(len(CLASSNAMES))])
     proto_acc = accuracy(feats, labels, torch.nn.functional.normalize(protos, dim=-1), base)
-    text_acc = accuracy(feats, labels, class_text_features(student, CLASSNAMES), base)
+    text_acc = accuracy(feats, labels, class_text_features(student, CLASSNAMES, "a photo of a {}."), base)
     assert proto_acc > text_acc + 5.0, (proto_acc, text_acc)

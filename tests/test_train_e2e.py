@@ -105,7 +105,7 @@ def test_coop_learns_on_a_tiny_problem(toy_root, tmp_path):
     """
     import math
 
-    from trainers.clip_backend import build_tiny_clip, save_clip_file
+    from clip_tools.loading import build_tiny_clip, save_clip_file
 
     model, arch = build_tiny_clip(seed=0)
     model.logit_scale.data.fill_(math.log(100.0))

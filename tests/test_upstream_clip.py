@@ -8,18 +8,20 @@ import pytest
 import torch
 
 import train
+from clip_tools import loading as cb
+from clip_tools import precision as _precision
+from clip_tools import tokens as _tokens
 from engine import discovery
 from engine.errors import CheckpointError, ConfigError
 from engine.logger import close_logger
 from engine.registry import TRAINER_REGISTRY
 from engine.results import parse_log
 from tests.fixtures.tiny_clip import openai_tiny_kwargs, tiny_clip_file
-from trainers import clip_backend as cb
 
 discovery.enable_upstream_names()
-from clip import clip  # noqa: E402  (importable only once the compat folder is on the path)
-from clip.model import CLIP  # noqa: E402
-from clip.simple_tokenizer import SimpleTokenizer  # noqa: E402
+from clip import clip
+from clip.model import CLIP
+from clip.simple_tokenizer import SimpleTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,10 +53,10 @@ def test_compat_clip_is_the_openai_layout_with_the_backends_features(clip77):
     assert set(model.state_dict()) == own_keys  # OpenAI key names: OpenAI state dicts load as they are
 
     model.float()
-    ours = cb.apply_precision(ours, "fp16").float()  # the same fp16 rounding of the weights as build_model's
+    ours = _precision.apply_precision(ours, "fp16").float()  # the same fp16 rounding of the weights as build_model's
     texts = ["a photo of a red circle.", "a blue star"]
     tokens = clip.tokenize(texts)
-    assert tokens.shape == (2, 77) and torch.equal(tokens, cb.tokenize(texts, 77))
+    assert tokens.shape == (2, 77) and torch.equal(tokens, _tokens.tokenize(texts, 77))
     torch.testing.assert_close(model.encode_text(tokens), ours.encode_text(tokens), atol=1e-5, rtol=1e-5)
     images = torch.randn(3, 3, 32, 32)
     torch.testing.assert_close(model.encode_image(images), ours.encode_image(images), atol=1e-5, rtol=1e-5)
@@ -70,7 +72,7 @@ def test_plain_openai_state_dict_and_load_api(clip77):
     ours = cb.load_clip(clip77)
     sd = {k: v for k, v in ours.state_dict().items() if k != "attn_mask"}
     model = clip.build_model(sd).float()
-    ours = cb.apply_precision(ours, "fp16").float()
+    ours = _precision.apply_precision(ours, "fp16").float()
     images = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(model.encode_image(images), ours.encode_image(images), atol=1e-5, rtol=1e-5)
     loaded, preprocess = clip.load(clip77, device="cpu")
@@ -87,9 +89,9 @@ def test_tokenize_length_rules_and_tokenizer():
     with pytest.raises(RuntimeError, match="too long for context length 77"):
         clip.tokenize(long_text)
     cut = clip.tokenize(long_text, truncate=True)
-    assert cut[0, -1].item() == cb.EOT_ID and cut[0, 0].item() == cb.SOT_ID
+    assert cut[0, -1].item() == _tokens.EOT_ID and cut[0, 0].item() == _tokens.SOT_ID
     tok = SimpleTokenizer()
-    assert tok.encode("a photo of a dog.") == cb.bpe_encode("a photo of a dog.")
+    assert tok.encode("a photo of a dog.") == _tokens.bpe_encode("a photo of a dog.")
     assert tok.decode(tok.encode("a photo of a dog.")).strip() == "a photo of a dog ."
 
 
@@ -260,7 +262,7 @@ IVLP_DESIGN = {"trainer": "IVLP", "vision_depth": 2, "language_depth": 2, "visio
 
 
 def test_design_details_add_ivlp_prompts_under_upstream_names(clip77):
-    from trainers.encoders import ImageEncoder, TextEncoder
+    from clip_tools.encoders import ImageEncoder, TextEncoder
 
     sd = torch.load(clip._download(clip._MODELS[clip77]), map_location="cpu")
     model = clip.build_model(sd, IVLP_DESIGN).float()
@@ -273,7 +275,7 @@ def test_design_details_add_ivlp_prompts_under_upstream_names(clip77):
     assert set(model.state_dict()) - set(plain.state_dict()) == prompts  # everything else keeps OpenAI's names
 
     # Text: the sequence-first transformer's replacement equals the shared TextEncoder's deep prompts.
-    ours = cb.apply_precision(cb.load_clip(clip77), "fp16").float()
+    ours = _precision.apply_precision(cb.load_clip(clip77), "fp16").float()
     tokens = clip.tokenize(["X X X X red circle.", "X X X X blue star."])
     emb = model.token_embedding(tokens)
     x = (emb + model.positional_embedding).permute(1, 0, 2)
@@ -297,9 +299,46 @@ def test_design_details_add_ivlp_prompts_under_upstream_names(clip77):
 
 def test_design_details_reject_what_this_face_cannot_build(clip77):
     sd = torch.load(clip._download(clip._MODELS[clip77]), map_location="cpu")
-    with pytest.raises(ValueError, match="'MaPLe' is not supported by this clip face"):
-        clip.build_model(sd, {"trainer": "MaPLe", "vision_depth": 2, "language_depth": 2, "vision_ctx": 2,
-                              "language_ctx": 2, "maple_length": 2})
+    with pytest.raises(ValueError, match="'DPT' is not supported by this clip face"):
+        clip.build_model(sd, {"trainer": "DPT", "vision_depth": 2, "language_depth": 2, "vision_ctx": 2,
+                              "language_ctx": 2})
     zero = clip.build_model(sd, {"trainer": "IVLP", "vision_depth": 0, "language_depth": 0, "vision_ctx": 0,
                                  "language_ctx": 0})  # PromptSRC's frozen zero-shot copies
     assert not any("VPT" in n for n, _ in zero.named_parameters())
+
+
+MAPLE_DESIGN = {"trainer": "MaPLe", "vision_depth": 0, "language_depth": 0, "vision_ctx": 0, "language_ctx": 0,
+                "maple_length": 2}
+
+
+def test_maple_design_takes_the_coupled_prompts_as_maple_passes_them(clip77):
+    """MaPLe's upstream calls: ``transformer([x, deeper_text, 0])`` and ``visual(image, shared_ctx, deeper_vision)``
+    equal the shared encoders with the same prompts as deep prompts; the model owns no prompt parameters."""
+    from clip_tools.encoders import ImageEncoder, TextEncoder
+
+    sd = torch.load(clip._download(clip._MODELS[clip77]), map_location="cpu")
+    model = clip.build_model(sd, MAPLE_DESIGN).float()
+    plain = clip.build_model(sd).float()
+    assert set(model.state_dict()) == set(plain.state_dict())
+    ours = _precision.apply_precision(cb.load_clip(clip77), "fp16").float()
+    gen = torch.Generator().manual_seed(0)
+    deeper_text = [torch.randn(2, model.transformer.width, generator=gen) * 0.02]  # block 1 only (depth 2)
+    tokens = clip.tokenize(["X X red circle.", "X X blue star."])
+    emb = model.token_embedding(tokens)
+    x = (emb + model.positional_embedding).permute(1, 0, 2)
+    out, passed, counter = model.transformer([x, deeper_text, 0])
+    assert passed is deeper_text and counter == 1
+    feats = model.ln_final(out.permute(1, 0, 2))[torch.arange(2), tokens.argmax(-1)] @ model.text_projection
+    want = TextEncoder(ours)(emb, tokens, deep_prompts=deeper_text, truncate=False)
+    torch.testing.assert_close(feats, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(feats, plain.encode_text(tokens), atol=1e-3)
+    assert torch.equal(model.transformer(x), plain.transformer(x))  # a plain tensor input: no prompts
+
+    width = model.visual.conv1.out_channels
+    shared = torch.randn(2, width, generator=gen) * 0.02
+    deeper_vision = [torch.randn(2, width, generator=gen) * 0.02]
+    images = torch.randn(2, 3, 32, 32, generator=gen)
+    got = model.visual(images, shared, deeper_vision)
+    want = ImageEncoder(ours)(images, vision_prompts=shared, deep_vision_prompts=deeper_vision)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, plain.visual(images), atol=1e-3)

@@ -28,7 +28,7 @@ UPSTREAM_TRAINER = textwrap.dedent('''
     from dassl.optim import build_optimizer, build_lr_scheduler
     from dassl.utils import load_pretrained_weights, load_checkpoint
 
-    from trainers.clip_backend import load_clip
+    from clip_tools.loading import load_clip
 
 
     class Probe(nn.Module):
@@ -146,6 +146,7 @@ def test_dassl_names_are_this_projects_engine():
     import dassl.metrics
     import dassl.optim
     import dassl.utils
+
     import engine
 
     assert dassl.engine.TRAINER_REGISTRY is engine.TRAINER_REGISTRY

@@ -8,16 +8,17 @@ import torch
 import torch.nn.functional as F
 
 import train
+from clip_tools.encoders import ImageEncoder
+from clip_tools.loading import build_tiny_clip, load_clip
+from clip_tools.prompted import normalize
+from clip_tools.tokens import tokenize
+from clip_tools.vl_prompts import VLPromptedCLIP
 from engine.errors import ConfigError
 from engine.logger import close_logger
 from engine.results import parse_log
 from engine.trainer import build_trainer
 from tests.fixtures.toy_data import shared_toyshapes_root, toy_cfg
-from trainers.base import normalize
-from trainers.clip_backend import build_tiny_clip, load_clip, tokenize
-from trainers.encoders import ImageEncoder
 from trainers.maple import MaPLePromptLearner
-from trainers.vl_prompts import VLPromptedCLIP
 from trainers.vpt import VPTCLIP, VPTPromptLearner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,17 +25,18 @@ every score and each map on the activation grid (unscaled).
 import argparse
 import os
 import os.path as osp
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from clip_tools.prompted import normalize
 from engine.errors import ConfigError
-from trainers.base import normalize
 from tools.cam import VARIANTS, ActivationCapture, cams_for_scores
 from tools.mpl import pyplot, save
 
-__all__ = ["PromptModel", "prompt_model", "explain", "draw_panels", "main"]
+__all__ = ["PromptModel", "draw_panels", "explain", "main", "prompt_model"]
 
 DIFFERENCE = "pos - neg"
 
@@ -53,7 +54,7 @@ class PromptModel(NamedTuple):
     text_sets: dict
     logit_scale: float
     classnames: list
-    difference: Optional[tuple] = None
+    difference: tuple | None = None
 
 
 @torch.no_grad()

@@ -7,60 +7,21 @@ class-dependent buffers all live here once.
 import contextlib
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
+from clip_tools.loading import check_image_size, load_clip
+from clip_tools.precision import (
+    STUDENT_PRECISIONS,
+    apply_precision,
+    autocast,
+    check_precision,
+)
+from clip_tools.prompted import PromptedCLIP
 from engine.errors import ConfigError
 from engine.trainer import TrainerX
-from trainers.clip_backend import apply_precision, autocast, check_image_size, load_clip
-from trainers.encoders import ImageEncoder, TextEncoder
 
-PRECISIONS = ("fp16", "fp32", "amp")
-
-
-def normalize(x):
-    return F.normalize(x, dim=-1)
-
-
-class PromptedCLIP(nn.Module):
-    """A frozen CLIP whose text side is produced by a prompt learner: image -> logits over its classes.
-
-    Text features depend only on the prompt parameters, so in evaluation they are computed once and reused
-    until a prompt parameter changes (tracked through the tensors' in-place version counters).
-    """
-
-    def __init__(self, clip_model, prompt_learner):
-        super().__init__()
-        self.prompt_learner = prompt_learner
-        self.image_encoder = ImageEncoder(clip_model)
-        self.text_encoder = TextEncoder(clip_model)
-        self.logit_scale = clip_model.logit_scale
-        self._text_cache = None
-
-    def _prompt_version(self):
-        tensors = list(self.prompt_learner.parameters()) + list(self.prompt_learner.buffers())
-        return tuple((id(t), t._version) for t in tensors)
-
-    def text_features(self):
-        """L2-normalised text features [C, E] of the current prompts."""
-        cacheable = not torch.is_grad_enabled()
-        if cacheable and self._text_cache is not None and self._text_cache[0] == self._prompt_version():
-            return self._text_cache[1]
-        feats = normalize(self.encode_prompts())
-        self._text_cache = (self._prompt_version(), feats) if cacheable else None
-        return feats
-
-    def encode_prompts(self):
-        """Unnormalised text features [C, E] of the learner's prompts (a method with deep prompts overrides it)."""
-        return self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
-
-    def image_features(self, image):
-        return normalize(self.image_encoder(image))
-
-    def forward(self, image):
-        img = self.image_features(image)
-        txt = self.text_features()
-        return self.logit_scale.exp() * img @ txt.t().to(img.dtype)
+# CoOp-family prompt learners keep the class-name token embeddings as buffers with these names; they depend on
+# the class list, so a checkpoint never overwrites them (CoOp's load_model deletes them the same way).
+CLASS_DEPENDENT_SUFFIXES = ("token_prefix", "token_suffix")
 
 
 class ClipPromptTrainer(TrainerX):
@@ -73,10 +34,11 @@ class ClipPromptTrainer(TrainerX):
     CFG_NODE = "COOP"
     scaler = None
 
+    def _class_dependent(self, key, model):
+        return key.endswith(CLASS_DEPENDENT_SUFFIXES) or super()._class_dependent(key, model)
+
     def check_cfg(self, cfg):
-        prec = cfg.TRAINER[self.CFG_NODE].PREC
-        if prec not in PRECISIONS:
-            raise ConfigError(f"TRAINER.{self.CFG_NODE}.PREC is {prec!r}; choose one of {', '.join(PRECISIONS)}")
+        check_precision(cfg.TRAINER[self.CFG_NODE].PREC, f"TRAINER.{self.CFG_NODE}.PREC", STUDENT_PRECISIONS)
 
     @property
     def precision(self):

@@ -19,13 +19,19 @@ master weights whatever the CLIP precision (CoCoOp trains them in fp16). Checkpo
 import torch
 from torch import nn
 
+from clip_tools.prompt_learners import CoOpPromptLearner
+from clip_tools.prompted import PromptedCLIP, normalize
+from engine.config import node
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import PromptedCLIP, normalize
 from trainers.coop import CoOp
-from trainers.prompt_learners import CoOpPromptLearner
 
-__all__ = ["CoCoOp", "CoCoOpPromptLearner", "CoCoOpCLIP"]
+__all__ = ["extend_cfg", "CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
+
+
+def extend_cfg(cfg):
+    """CoCoOp's ``TRAINER.COCOOP``."""
+    cfg.TRAINER.COCOOP = node(N_CTX=16, CTX_INIT="", PREC="fp16")
 
 
 class CoCoOpPromptLearner(CoOpPromptLearner):

@@ -17,11 +17,12 @@ builds this class when BASE is CoCoOp; data (RIL replay), checks and evaluation 
 import torch
 import torch.nn.functional as F
 
-from trainers.cocoop import CoCoOpCLIP, CoCoOpPromptLearner
-from trainers.fdbpl import FDBPL, DualPromptLearner
+from engine.registry import TRAINER_REGISTRY
+from trainers.cocoop import CoCoOp, CoCoOpCLIP, CoCoOpPromptLearner
+from trainers.fdbpl import DualPromptLearner, FdbplMixin
 from trainers.losses import FdbplLosses, fdbpl_total_loss, first_order_difference_loss
 
-__all__ = ["FDBPLCoCoOp", "DualCoCoOpCLIP", "per_image_second_order_loss"]
+__all__ = ["CoCoOp_FDBPL", "DualCoCoOpCLIP", "per_image_second_order_loss"]
 
 EPS = 1e-8
 
@@ -50,7 +51,8 @@ def per_image_second_order_loss(img, txt_pos, txt_neg, labels, w, delta):
     return (pair * F.relu(s2 + delta)).sum() / (n * (n - 1))
 
 
-class FDBPLCoCoOp(FDBPL):
+@TRAINER_REGISTRY.register()
+class CoCoOp_FDBPL(FdbplMixin, CoCoOp):
     """FDBPL (Eq. 9-17 from the RIL table) with image-conditioned positive and negative CoCoOp prompts."""
 
     def build_model(self):
@@ -60,9 +62,7 @@ class FDBPLCoCoOp(FDBPL):
         neg = CoCoOpPromptLearner(names, clip_model, n_ctx=node.N_CTX, ctx_init=self.cfg.TRAINER.FDBPL.NEG_CTX_INIT)
         learner = DualPromptLearner(pos, neg)
         self.model = self.build_prompted_model(clip_model, learner, model_cls=DualCoCoOpCLIP)
-        fd = self.cfg.TRAINER.FDBPL
-        self.use_negative = any(float(fd[k]) != 0 for k in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2"))
-        self.ril_table = None
+        self.setup_fdbpl()
         print(f"FDBPL on CoCoOp: positive and negative contexts of {pos.n_ctx} tokens, each with a meta-net")
 
     def distillation_losses(self, image, teacher_probs, labels, w):

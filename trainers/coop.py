@@ -1,10 +1,16 @@
 """CoOp: learnable context vectors in front of (or around) the class name, trained with cross-entropy."""
 import torch.nn.functional as F
 
+from clip_tools.prompt_learners import CoOpPromptLearner
+from engine.config import node
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
 from trainers.base import ClipPromptTrainer
-from trainers.prompt_learners import CoOpPromptLearner
+
+
+def extend_cfg(cfg):
+    """CoOp's ``TRAINER.COOP`` (names and defaults as CoOp's train.py)."""
+    cfg.TRAINER.COOP = node(N_CTX=16, CSC=False, CTX_INIT="", PREC="fp16", CLASS_TOKEN_POSITION="end")
 
 
 def coop_prompt_learner(cfg, classnames, clip_model, ctx_init=None):

@@ -16,17 +16,38 @@ in :class:`KdplMixin`, so a ``<Method>_KDPL`` trainer is the method's trainer pl
 import torch
 from torch import nn
 
+from clip_tools.precision import check_precision
+from clip_tools.prompted import normalize
+from clip_tools.teacher import FrozenTeacher
+from clip_tools.tokens import tokenize
+from engine.config import node
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
-from trainers.base import normalize
-from trainers.clip_backend import tokenize
 from trainers.coop import CoOp
+from trainers.kdpl_concepts import (
+    read_classnames_file,
+    select_concepts,
+    teacher_template,
+)
 from trainers.kdpl_table import RilTeacherMixin
 from trainers.losses import kdpl_loss
-from trainers.teacher import OnlineTeacher, read_classnames_file, select_concepts, teacher_dtype, teacher_template
 
-__all__ = ["KdplMixin", "ConceptPrompts", "CoOp_KDPL"]
+__all__ = ["extend_cfg", "CoOp_KDPL", "ConceptPrompts", "KdplMixin"]
+
+
+def extend_cfg(cfg):
+    """KDPL's ``TRAINER.KDPL`` (teacher, class-agnostic mode, table-fed mode)."""
+    cfg.TRAINER.KDPL = node(
+        TEACHER="ViT-H-14-quickgelu",
+        CLASS_AGNOSTIC=False,
+        K_MAX=1000,  # used only in class-agnostic mode
+        CTX_INIT="a photo of a",
+        PREC="fp16",
+        CLASSNAMES_FILE="",
+        RIL_DIR="",  # a table of the teacher's soft labels replaces the online teacher (kdpl_table.py)
+        LABEL_MODE="ms",  # table labels: full | ms | mr
+    )
 
 
 class KdplMixin(RilTeacherMixin):
@@ -37,7 +58,7 @@ class KdplMixin(RilTeacherMixin):
     from :meth:`teacher_targets`.
     """
 
-    teacher = None  # OnlineTeacher, built in before_train
+    teacher = None  # clip_tools.teacher.FrozenTeacher, built in before_train
     concept_names = None  # what the teacher scores: the dataset's classes, or the class-agnostic concepts
     k_max = None  # per-batch concept selection size; None = every class, no selection (plain KDPL)
 
@@ -45,7 +66,7 @@ class KdplMixin(RilTeacherMixin):
     def check_kdpl_cfg(cfg):
         """Validate ``TRAINER.KDPL`` (the concept file itself is read only when training starts)."""
         node = cfg.TRAINER.KDPL
-        teacher_dtype(node.PREC, "cpu")  # raises ConfigError for an unknown precision
+        check_precision(node.PREC, "TRAINER.KDPL.PREC")
         if not str(node.TEACHER).strip():
             raise ConfigError("TRAINER.KDPL.TEACHER is empty; name a CLIP (e.g. ViT-H-14-quickgelu) or a weight file")
         if node.CLASS_AGNOSTIC and int(node.K_MAX) < 1:
@@ -74,8 +95,9 @@ class KdplMixin(RilTeacherMixin):
         else:
             names, self.k_max = list(self.dm.dataset.classnames), None
         template = teacher_template(self.cfg.DATASET.NAME, self.class_agnostic)
-        self.teacher = OnlineTeacher.load(node.TEACHER, names, template, self.device, prec=node.PREC,
-                                          input_size=self.cfg.INPUT.SIZE)
+        print(f"Loading KDPL teacher (TRAINER.KDPL.TEACHER: {node.TEACHER}) for {len(names)} classes")
+        self.teacher = FrozenTeacher.load(node.TEACHER, names, template, self.device, node.PREC, self.cfg.INPUT.SIZE,
+                                          prec_key="TRAINER.KDPL.PREC", input_key="TRAINER.KDPL.TEACHER")
         print(f"KDPL teacher: {len(names)} {'concepts' if self.class_agnostic else 'classes'}, template "
               f"{template!r}, {str(self.teacher.dtype)[6:]}"
               + (f", top-{self.k_max} concepts per batch" if self.k_max else ""))
@@ -135,7 +157,7 @@ class ConceptPrompts(nn.Module):
 
 
 @TRAINER_REGISTRY.register()
-class CoOp_KDPL(KdplMixin, CoOp):  # noqa: N801 (KDPL's trainer name)
+class CoOp_KDPL(KdplMixin, CoOp):
     """CoOp trained by KDPL: symmetric KL to an online CLIP teacher, no labels."""
 
     concept_prompts = None

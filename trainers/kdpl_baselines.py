@@ -7,15 +7,15 @@ by the STUDENT's logit scale; labels are only logged. The step and the class-agn
 CoOp_KDPL's; what each method adds is how its student scores a subset of concepts (class-agnostic mode).
 """
 
+from clip_tools.prompted import normalize
+from clip_tools.tokens import tokenize
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import normalize
-from trainers.clip_backend import tokenize
 from trainers.cocoop import CoCoOp
 from trainers.kdpl import CoOp_KDPL, KdplMixin
 from trainers.maple import MaPLe
 from trainers.vpt import VPT, hand_prompt_features
 
-__all__ = ["CoCoOp_KDPL", "VPT_KDPL", "MaPLe_KDPL"]
+__all__ = ["VPT_KDPL", "CoCoOp_KDPL", "MaPLe_KDPL"]
 
 
 class KdplStudentMixin(KdplMixin):
@@ -37,7 +37,7 @@ class KdplStudentMixin(KdplMixin):
 
 
 @TRAINER_REGISTRY.register()
-class CoCoOp_KDPL(KdplStudentMixin, CoCoOp):  # noqa: N801 (KDPL's trainer name)
+class CoCoOp_KDPL(KdplStudentMixin, CoCoOp):
     """CoCoOp trained by KDPL (the meta-net's shift applies to the concept prompts as to the class prompts)."""
 
     def student_logits(self, image, indices=None):
@@ -49,7 +49,7 @@ class CoCoOp_KDPL(KdplStudentMixin, CoCoOp):  # noqa: N801 (KDPL's trainer name)
 
 
 @TRAINER_REGISTRY.register()
-class VPT_KDPL(KdplStudentMixin, VPT):  # noqa: N801
+class VPT_KDPL(KdplStudentMixin, VPT):
     """VPT trained by KDPL; class-agnostic concepts are scored against their frozen hand-prompt features."""
 
     concept_features = None
@@ -68,7 +68,7 @@ class VPT_KDPL(KdplStudentMixin, VPT):  # noqa: N801
 
 
 @TRAINER_REGISTRY.register()
-class MaPLe_KDPL(KdplStudentMixin, MaPLe):  # noqa: N801
+class MaPLe_KDPL(KdplStudentMixin, MaPLe):
     """MaPLe trained by KDPL; class-agnostic concept prompts get the same deep text prompts."""
 
     def student_logits(self, image, indices=None):

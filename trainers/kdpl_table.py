@@ -2,7 +2,7 @@
 
 With ``TRAINER.KDPL.RIL_DIR`` set, a ``*_KDPL`` trainer trains on the crops stored in an RIL table (built by
 ``python -m ril_tools.build``) and takes its teacher distribution from the table instead of running a
-teacher CLIP: the loader, the crop replay and the table checks are FDBPL's (:mod:`trainers.fdbpl_data`).
+teacher CLIP: the loader, the crop replay and the table checks are FDBPL's (:mod:`ril_tools.replay`).
 The KDPL loss itself is unchanged; the teacher "logits" it gets are the log of the densified table
 distribution (``log_softmax(log p) = log p``), so it compares the student with exactly what the table stores.
 
@@ -22,18 +22,12 @@ path as FDBPL.
 import torch
 
 from engine.errors import ConfigError
-from trainers.fdbpl_data import build_ril_loader, open_ril_table, teacher_targets
+from ril_tools.replay import build_ril_loader, open_ril_table, teacher_targets
 
-__all__ = ["extend_cfg", "RilTeacherMixin", "TABLE_LABEL_MODES"]
+__all__ = ["TABLE_LABEL_MODES", "RilTeacherMixin"]
 
 # "mr" (re-normalised top-K) leaves exact zeros; KDPL's KL(S || T) is infinite there.
 TABLE_LABEL_MODES = ("ms", "full")
-
-
-def extend_cfg(cfg):
-    """Add ``TRAINER.KDPL.RIL_DIR`` (empty: online teacher) and ``TRAINER.KDPL.LABEL_MODE`` (table labels)."""
-    cfg.TRAINER.KDPL.RIL_DIR = ""
-    cfg.TRAINER.KDPL.LABEL_MODE = "ms"
 
 
 class RilTeacherMixin:

@@ -21,14 +21,25 @@ import copy
 
 from torch import nn
 
+from clip_tools.vl_prompts import (
+    VLPromptedCLIP,
+    VLPromptLearner,
+    text_layer_count,
+    vision_tower,
+)
+from engine.config import node
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
 from trainers.promptsrc import IVLP
-from trainers.vl_prompts import VLPromptedCLIP, VLPromptLearner, _text_layers, _vision_tower
 
-__all__ = ["MaPLe", "MaPLePromptLearner", "MODEL_SLOT"]
+__all__ = ["extend_cfg", "MODEL_SLOT", "MaPLe", "MaPLePromptLearner"]
 
 MODEL_SLOT = "MultiModalPromptLearner"  # MaPLe's checkpoint folder name
+
+
+def extend_cfg(cfg):
+    """MaPLe's ``TRAINER.MAPLE``."""
+    cfg.TRAINER.MAPLE = node(N_CTX=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH=9)
 
 
 class MaPLePromptLearner(VLPromptLearner):
@@ -36,11 +47,11 @@ class MaPLePromptLearner(VLPromptLearner):
 
     def __init__(self, classnames, clip_model, n_ctx=2, depth=9, ctx_init="a photo of a"):
         n_ctx, depth = int(n_ctx), int(depth)
-        is_vit, v_layers, width = _vision_tower(clip_model)
+        is_vit, v_layers, width = vision_tower(clip_model)
         if not is_vit:
             raise ConfigError(f"MaPLe needs a ViT backbone ({type(clip_model.visual).__name__} has no tokens); "
                               f"use a ViT (e.g. MODEL.BACKBONE.NAME ViT-B/16)")
-        layers = min(v_layers, _text_layers(clip_model))
+        layers = min(v_layers, text_layer_count(clip_model))
         if not 1 <= depth <= layers:
             raise ConfigError(f"TRAINER.MAPLE.PROMPT_DEPTH is {depth}; it must be between 1 and {layers} (the "
                               f"blocks of the shallower tower)")

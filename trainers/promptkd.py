@@ -40,27 +40,22 @@ i.e. batch mean x 1000/C); the checkpoint is chosen on validation images (its co
 import os
 
 import torch
-import xxhash
 from torch import nn
 
-from engine.checkpoint import load_checkpoint
+from clip_tools.encoders import ImageEncoder
+from clip_tools.prompted import normalize
+from clip_tools.prompted_teacher import TEACHER_KIND, PromptedTeacher, teacher_checkpoint_file
+from clip_tools.vl_prompts import prompt_init, vision_tower
 from engine.config import CfgNode
 from engine.errors import CheckpointError, ConfigError, RilError
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import ClipPromptTrainer, normalize
-from trainers.clip_backend import apply_precision, check_image_size, image_size_of, load_clip, resolve_model_name
-from trainers.encoders import ImageEncoder
+from trainers.base import ClipPromptTrainer
 from trainers.losses import promptkd_loss
-from trainers.promptsrc import MODEL_SLOT
-from trainers.vl_prompts import VLPromptedCLIP, VLPromptLearner, _normal, _vision_tower
 
-__all__ = ["extend_cfg", "PromptKD", "StudentPrompts", "PromptKDStudent", "PromptKDTeacher", "CLASS_FEATURES_FILE",
-           "TEACHER_KIND", "prompts_hash_of"]
+__all__ = ["CLASS_FEATURES_FILE", "PromptKD", "PromptKDStudent", "PromptKDTeacher", "StudentPrompts", "TEACHER_KIND",
+           "extend_cfg"]
 
 CLASS_FEATURES_FILE = "teacher_class_features.pt"
-TEACHER_KIND = "prompted"  # manifest teacher.kind of a table built by this teacher (a zero-shot CLIP has none)
-TABLE_STORES = ("log_softmax(logit_scale * prompted image feature @ class vectors^T) over the manifest's "
-                "classnames, class vectors encoded once from the prompts checkpoint")
 
 
 def extend_cfg(cfg):
@@ -83,7 +78,7 @@ def extend_cfg(cfg):
 
 def embedding_width(name):
     """The joint embedding width of a CLIP backbone (the projector's output) without building the model."""
-    from trainers.clip_backend import infer_openai_arch, read_clip_file, resolve_model_name
+    from clip_tools.loading import infer_openai_arch, read_clip_file, resolve_model_name
 
     ref = resolve_model_name(name)
     if ref.is_file and ref.arch is None:
@@ -103,15 +98,15 @@ class StudentPrompts(nn.Module):
 
     def __init__(self, clip_model, n_ctx, depth, teacher_width):
         super().__init__()
-        is_vit, layers, width = _vision_tower(clip_model)
+        is_vit, layers, width = vision_tower(clip_model)
         if not is_vit:
             raise ConfigError("PromptKD's student needs a ViT backbone (vision prompts); set MODEL.BACKBONE.NAME "
                               "to a ViT")
         if int(n_ctx) < 1 or not 1 <= int(depth) <= layers:
             raise ConfigError(f"TRAINER.PROMPTKD.N_CTX_VISION {n_ctx} / PROMPT_DEPTH_VISION {depth}: need >= 1 "
                               f"prompt and a depth between 1 and the student ViT's {layers} blocks")
-        self.vision_ctx = _normal(int(n_ctx), width)
-        self.deep_vision = nn.ParameterList([_normal(int(n_ctx), width) for _ in range(int(depth) - 1)])
+        self.vision_ctx = prompt_init(int(n_ctx), width)
+        self.deep_vision = nn.ParameterList([prompt_init(int(n_ctx), width) for _ in range(int(depth) - 1)])
         self.projector = nn.Linear(int(clip_model.visual.output_dim), int(teacher_width))
 
     def vision_prompts(self):
@@ -139,116 +134,15 @@ class PromptKDStudent(nn.Module):
         return self.logit_scale.exp().float() * self.image_features(image) @ self.class_features.t()
 
 
-def teacher_checkpoint_file(folder, key="TRAINER.PROMPTKD.TEACHER_CKPT"):
-    """The teacher run's prompt checkpoint: ``<folder>/VLPromptLearner/`` model-best, else the latest epoch."""
-    if os.path.isfile(folder):
-        return folder
-    sub = os.path.join(folder, MODEL_SLOT)
-    if os.path.isfile(os.path.join(sub, "model-best.pth.tar")):
-        return os.path.join(sub, "model-best.pth.tar")
-    pointer = os.path.join(sub, "checkpoint")
-    if os.path.isfile(pointer):
-        with open(pointer) as f:
-            return os.path.join(sub, f.read().strip())
-    raise CheckpointError(f"{key} {folder!r} holds no {MODEL_SLOT}/ checkpoint; point it at "
-                          f"the output folder of a PromptSRC or IVLP run on the teacher backbone")
-
-
-def _learned(state):
-    """The learned prompt tensors of a PromptSRC/IVLP checkpoint state (class-dependent token buffers dropped)."""
-    return {k: v for k, v in state.items() if not k.endswith(("token_prefix", "token_suffix"))}
-
-
-def prompts_hash_of(state):
-    """xxh3-128 over the learned prompt tensors (names, dtypes, shapes, bytes): identifies the teacher's prompts
-    however the checkpoint file was written."""
-    hasher = xxhash.xxh3_128()
-    for name, tensor in sorted(_learned(state).items()):
-        if tensor is None:
-            continue
-        tensor = tensor.detach().to("cpu").contiguous()
-        hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return "xxh3_128:" + hasher.hexdigest()
-
-
-def read_teacher_prompts(folder, key="TRAINER.PROMPTKD.TEACHER_CKPT"):
-    """(checkpoint path, state dict) of a PromptSRC/IVLP run's prompts; CheckpointError naming ``key``."""
-    path = teacher_checkpoint_file(folder, key)
-    state = load_checkpoint(path)["state_dict"]
-    if "ctx" not in state:
-        raise CheckpointError(f"{path} is not a PromptSRC/IVLP prompt checkpoint (no 'ctx'); set {key} to such a "
-                              f"run's output folder")
-    return path, state
-
-
-class PromptKDTeacher:
-    """The prompted teacher: class vectors encoded ONCE at load, then only the image tower runs.
-
-    Also carries what identifies it (``describe()``, recorded by an RIL table it builds): the backbone's
-    weights hash (before any precision change), the prompts' hash and checkpoint path, the prompt strings.
-    """
-
-    def __init__(self, model, class_features, info=None):
-        self.model, self.class_features = model, class_features
-        self.logit_scale = float(model.logit_scale.detach().float().exp())
-        self.info = dict(info or {})
+class PromptKDTeacher(PromptedTeacher):
+    """PromptKD's prompted teacher (:class:`clip_tools.prompted_teacher.PromptedTeacher`) from this run's
+    ``TRAINER.PROMPTKD`` keys: class vectors encoded ONCE at load, then only the prompted image tower runs."""
 
     @classmethod
     def load(cls, cfg, classnames, device):
         node = cfg.TRAINER.PROMPTKD
-        return cls.from_checkpoint(node.TEACHER, node.TEACHER_CKPT, classnames, device, ctx_init=node.TEACHER_CTX_INIT,
-                                   prec=node.TEACHER_PREC, image_size=cfg.INPUT.SIZE)
-
-    @classmethod
-    @torch.no_grad()
-    def from_checkpoint(cls, backbone, prompts_dir, classnames, device, ctx_init="a photo of a", prec="fp32",
-                        image_size=None, key="TRAINER.PROMPTKD.TEACHER_CKPT"):
-        """``backbone`` (a CLIP name or file) + the prompts of the PromptSRC/IVLP run in ``prompts_dir``."""
-        from ril_tools.teacher import weights_hash
-
-        device = torch.device(device)
-        path, state = read_teacher_prompts(prompts_dir, key)
-        clip_model = load_clip(backbone)
-        input_size = list(image_size_of(clip_model))
-        if image_size is not None:
-            check_image_size(image_size, clip_model)
-        backbone_hash = weights_hash(clip_model)  # before the precision change: the weights as stored
-        prec = prec if device.type == "cuda" else "fp32"
-        apply_precision(clip_model, prec)
-        n_deep_text = sum(k.startswith("deep_text.") for k in state)
-        n_deep_vision = sum(k.startswith("deep_vision.") for k in state)
-        has_vision = state.get("vision_ctx") is not None
-        learner = VLPromptLearner(  # prompt shapes from the checkpoint itself, so they cannot disagree
-            classnames, clip_model, n_ctx_text=state["ctx"].shape[0],
-            n_ctx_vision=state["vision_ctx"].shape[0] if has_vision else 0, depth_text=n_deep_text + 1,
-            depth_vision=n_deep_vision + 1 if has_vision else 0, ctx_init=ctx_init, node="PROMPTKD")
-        kept = _learned(state)
-        try:
-            missing, unexpected = learner.load_state_dict(kept, strict=False)
-        except RuntimeError as exc:
-            missing, unexpected = [str(exc).splitlines()[-1].strip()], []
-        missing = [k for k in missing if not k.endswith(("token_prefix", "token_suffix"))]
-        if missing or unexpected:
-            raise CheckpointError(f"{path} does not fit teacher {backbone!r} (missing {missing[:3]}, unexpected "
-                                  f"{unexpected[:3]}); check TRAINER.PROMPTKD.TEACHER and TEACHER_CKPT")
-        model = VLPromptedCLIP(clip_model, learner).to(device).eval().requires_grad_(False)
-        features = model.text_features().float()  # the one text pass of the run
-        model.text_encoder = None  # the text tower is never needed again
-        print(f"PromptKD teacher {backbone} with prompts from {path}: {len(classnames)} class vectors "
-              f"[{features.shape[1]}] stored")
-        ref = resolve_model_name(backbone)
-        info = {"kind": TEACHER_KIND, "name": str(backbone), "weights_hash": backbone_hash, "precision": prec,
-                "resolved": ref.pretrained if ref.is_file else f"{ref.arch}:{ref.pretrained}", "input_size": input_size,
-                "prompts_checkpoint": os.path.abspath(path), "prompts_hash": prompts_hash_of(state),
-                "ctx_init": str(ctx_init), "prompt_prefix": learner.prompt_prefix,
-                "prompts": learner.prompt_texts(classnames), "stores": TABLE_STORES}
-        return cls(model, features, info)
-
-    @torch.no_grad()
-    def logits(self, image):
-        """Teacher logits [B, C] (teacher's own logit scale) over the stored class vectors."""
-        return self.logit_scale * self.model.image_features(image).float() @ self.class_features.t()
+        return cls.from_run(node.TEACHER, node.TEACHER_CKPT, classnames, device, ctx_init=node.TEACHER_CTX_INIT,
+                            prec=node.TEACHER_PREC, input_size=cfg.INPUT.SIZE)
 
 
 @TRAINER_REGISTRY.register()
@@ -314,7 +208,7 @@ class PromptKD(ClipPromptTrainer):
         if self.table_fed:  # refuse a table of another kind before loading any teacher
             check_prompted_table_kind(self.cfg, fmt_manifest(self.cfg))
         self.teacher = PromptKDTeacher.load(self.cfg, classnames, self.device)
-        store = {"classnames": classnames, "features": self.teacher.class_features.cpu(),
+        store = {"classnames": classnames, "features": self.teacher.text_features.cpu(),
                  "teacher": str(node.TEACHER), "teacher_ckpt": os.path.abspath(teacher_checkpoint_file(node.TEACHER_CKPT))}
         if self.table_fed:
             self.setup_table(self.teacher)
@@ -327,12 +221,12 @@ class PromptKD(ClipPromptTrainer):
     def setup_table(self, teacher):
         """Open the table with FDBPL's checks (images, classes, prompt strings), check it is this prompted
         teacher's (backbone weights, prompts), and make its replay loader the training loader."""
-        from trainers.fdbpl_data import build_ril_loader, open_ril_table
+        from ril_tools.replay import build_ril_loader, open_ril_table
 
         cfg = self.cfg
         train_x = self.dm.dataset.train_x
         table = open_ril_table(cfg, train_x, self.dm.dataset.classnames, node="PROMPTKD")
-        check_prompted_table_teacher(cfg, table.manifest, teacher.info)
+        check_prompted_table_teacher(cfg, table.manifest, teacher.describe(), teacher.prompts)
         seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
         self.ril_table = table
         self.train_loader_x = build_ril_loader(cfg, train_x, table, seed)
@@ -380,12 +274,12 @@ class PromptKD(ClipPromptTrainer):
 
 def table_build_command(cfg, path):
     """The ``python -m ril_tools.build`` command that builds this run's table from its prompted teacher."""
-    from trainers.fdbpl_data import rebuild_command
+    from ril_tools.replay import rebuild_command
 
     node = cfg.TRAINER.PROMPTKD
     manifest = {"teacher": {"name": str(node.TEACHER), "prompts_checkpoint": str(node.TEACHER_CKPT),
                             "ctx_init": str(node.TEACHER_CTX_INIT)}, "label_kind": "full", "num_crops": 500}
-    return rebuild_command(cfg, path, manifest, overwrite=os.path.isdir(path))
+    return rebuild_command(cfg, path, manifest, node="PROMPTKD", overwrite=os.path.isdir(path))
 
 
 def fmt_manifest(cfg):
@@ -415,7 +309,7 @@ def check_prompted_table_kind(cfg, manifest):
                        f"build one with: {table_build_command(cfg, path)}")
 
 
-def check_prompted_table_teacher(cfg, manifest, info):
+def check_prompted_table_teacher(cfg, manifest, info, prompts):
     """Refuse a prompted table of another teacher: backbone weights or prompts differ from TEACHER/TEACHER_CKPT."""
     path = str(cfg.TRAINER.PROMPTKD.RIL_DIR)
     stored = manifest.get("teacher") or {}
@@ -427,9 +321,9 @@ def check_prompted_table_teacher(cfg, manifest, info):
                            f"{stored.get(key)!r} ({what} of {source!r}) differs from {setting}'s "
                            f"{info.get(key)!r}; set {setting} to the table's teacher or rebuild the table with: "
                            f"{table_build_command(cfg, path)}")
-    if list(manifest.get("prompts") or []) != list(info.get("prompts") or []):
+    if list(manifest.get("prompts") or []) != list(prompts or []):
         raise RilError(f"TRAINER.PROMPTKD.RIL_DIR {path} was built with other teacher prompt words (manifest "
                        f"prompts[0] {(manifest.get('prompts') or [''])[0]!r}, this run's teacher "
-                       f"{(info.get('prompts') or [''])[0]!r}); set TRAINER.PROMPTKD.TEACHER_CTX_INIT to the "
+                       f"{(prompts or [''])[0]!r}); set TRAINER.PROMPTKD.TEACHER_CTX_INIT to the "
                        f"table's teacher.ctx_init {stored.get('ctx_init')!r} or rebuild the table with: "
                        f"{table_build_command(cfg, path)}")

@@ -22,39 +22,41 @@ in fp16); only the prompt learner is registered (slot ``VLPromptLearner``), so c
 import torch
 import torch.nn.functional as F
 
-from datasets import templates as prompt_templates
+from clip_tools.text_bank import class_text_features
+from clip_tools.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
+from engine.config import node
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import compute_accuracy
-from trainers.base import ClipPromptTrainer, normalize
-from trainers.clip_backend import tokenize
-from trainers.encoders import TextEncoder
+from trainers.base import ClipPromptTrainer
 from trainers.losses import gpa_weights, promptsrc_regularisation
-from trainers.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
 
-__all__ = ["IVLP", "PromptSRC", "PromptSrcMixin", "GpaAccumulator", "template_text_features", "MODEL_SLOT"]
+__all__ = ["extend_cfg", "IVLP", "MODEL_SLOT", "GpaAccumulator", "PromptSRC", "PromptSrcMixin"]
 
 MODEL_SLOT = "VLPromptLearner"  # PromptSRC's checkpoint folder name
 
 
-@torch.no_grad()
-def template_text_features(encoder, classnames, templates, device, batch_size=500):
-    """PromptSRC's frozen text targets: per class, the mean over ``templates`` of the UNnormalised CLIP text
-    features, then L2-normalised -> float32 [C, E]. (CLIP-style ensembling would normalise each template first.)
-
-    ``encoder`` is a :class:`trainers.encoders.TextEncoder` (or a CLIP, which gets wrapped in one).
-    """
-    encoder = encoder if isinstance(encoder, TextEncoder) else TextEncoder(encoder)
-    context_length = int(encoder.positional_embedding.shape[0])
-    total = None
-    for template in templates:
-        prompts = prompt_templates.class_prompts(template, classnames)
-        feats = []
-        for i in range(0, len(prompts), batch_size):
-            tokens = tokenize(prompts[i:i + batch_size], context_length).to(device)
-            feats.append(encoder.encode_tokens(tokens).float())
-        feats = torch.cat(feats)
-        total = feats if total is None else total + feats
-    return normalize(total / len(templates))
+def extend_cfg(cfg):
+    """PromptSRC's ``TRAINER.PROMPTSRC`` and IVLP's ``TRAINER.IVLP``."""
+    cfg.TRAINER.PROMPTSRC = node(
+        N_CTX_VISION=4,
+        N_CTX_TEXT=4,
+        CTX_INIT="a photo of a",
+        PREC="fp16",
+        PROMPT_DEPTH_VISION=9,
+        PROMPT_DEPTH_TEXT=9,
+        TEXT_LOSS_WEIGHT=25.0,
+        IMAGE_LOSS_WEIGHT=10.0,
+        GPA_MEAN=15.0,
+        GPA_STD=1.0,
+    )
+    cfg.TRAINER.IVLP = node(
+        N_CTX_VISION=2,
+        N_CTX_TEXT=2,
+        CTX_INIT="a photo of a",
+        PREC="fp16",
+        PROMPT_DEPTH_VISION=9,
+        PROMPT_DEPTH_TEXT=9,
+    )
 
 
 class GpaAccumulator:
@@ -135,8 +137,8 @@ class PromptSrcMixin:
         if self.fixed_text_features is not None and classnames is None:
             return self.fixed_text_features
         classnames = classnames or self.dm.dataset.classnames
-        self.fixed_text_features = template_text_features(self.model.text_encoder, classnames, PROMPTSRC_TEMPLATES,
-                                                          self.device)
+        self.fixed_text_features = class_text_features(self.model.text_encoder, classnames, PROMPTSRC_TEMPLATES, self.device,
+                                                       ensemble="raw")  # PromptSRC: mean of raw features
         print(f"PromptSRC text targets: {len(classnames)} classes x {len(PROMPTSRC_TEMPLATES)} templates")
         return self.fixed_text_features
 

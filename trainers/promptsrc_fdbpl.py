@@ -19,12 +19,13 @@ evaluation are FDBPL's.
 
 import torch
 
-from trainers.base import normalize
-from trainers.fdbpl import LOG_KEYS, FDBPL, DualPromptLearner
-from trainers.promptsrc import PromptSrcMixin
-from trainers.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
+from clip_tools.prompted import normalize
+from clip_tools.vl_prompts import VLPromptedCLIP, build_vl_prompt_learner
+from engine.registry import TRAINER_REGISTRY
+from trainers.fdbpl import LOG_KEYS, DualPromptLearner, FdbplMixin
+from trainers.promptsrc import PromptSRC
 
-__all__ = ["FDBPLPromptSRC", "DualVLPromptLearner", "build_dual_vl_prompt_learner"]
+__all__ = ["DualVLPromptLearner", "PromptSRC_FDBPL", "build_dual_vl_prompt_learner"]
 
 SCL_KEYS = ("loss_scl_text", "loss_scl_image", "loss_scl_logits")
 
@@ -57,16 +58,15 @@ def build_dual_vl_prompt_learner(cfg, classnames, clip_model):
     return DualVLPromptLearner(pos, neg)
 
 
-class FDBPLPromptSRC(PromptSrcMixin, FDBPL):
+@TRAINER_REGISTRY.register()
+class PromptSRC_FDBPL(FdbplMixin, PromptSRC):
     """FDBPL (Eq. 9-17 from the RIL table) with PromptSRC's deep prompts, self-regularisation and GPA."""
 
     def build_model(self):
         clip_model = self.load_clip_model()
         learner = build_dual_vl_prompt_learner(self.cfg, self.dm.dataset.classnames, clip_model)
         self.model = self.build_prompted_model(clip_model, learner, model_cls=VLPromptedCLIP)
-        node = self.cfg.TRAINER.FDBPL
-        self.use_negative = any(float(node[k]) != 0 for k in ("LAMBDA_NEG", "LAMBDA_DIFF1", "LAMBDA_DIFF2"))
-        self.ril_table = None
+        self.setup_fdbpl()
         self.setup_gpa()
         pos, neg = learner.pos.num_prompt_params(), learner.neg.num_prompt_params()
         print(f"FDBPL on PromptSRC: positive text {pos['text']:,} + negative text {neg['text']:,} + shared vision "

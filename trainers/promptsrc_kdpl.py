@@ -3,7 +3,7 @@
 As KDPL's ``PromptSRC_KDPL`` (KDPL's ``trainers/promptsrc_kdpl.py``): the task term is
 0.5 KL(T||S) + 0.5 KL(S||T) of the teacher's and the student's softmaxes over the training classes (teacher
 cosine logits scaled by the STUDENT's logit scale, labels unused), and PromptSRC's self-regularisation and
-Gaussian prompt aggregation are kept. The teacher is :class:`trainers.teacher.OnlineTeacher`, loaded when
+Gaussian prompt aggregation are kept. The teacher is :class:`clip_tools.teacher.FrozenTeacher`, loaded when
 training starts (``TRAINER.KDPL.TEACHER``, ``TRAINER.KDPL.PREC``), so evaluation never loads it.
 """
 
@@ -17,7 +17,7 @@ __all__ = ["PromptSRC_KDPL"]
 
 
 @TRAINER_REGISTRY.register()
-class PromptSRC_KDPL(KdplMixin, PromptSRC):  # noqa: N801 (KDPL's trainer name)
+class PromptSRC_KDPL(KdplMixin, PromptSRC):
     """PromptSRC (deep V-L prompts, self-regularisation, GPA) trained by KDPL's label-free distillation."""
 
     TASK_KEY = "loss_kd"

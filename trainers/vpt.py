@@ -4,7 +4,7 @@ This is the "deep vision prompting" baseline of Khattak et al. (MaPLe, CVPR 2023
 Prompt Tuning (ECCV 2022), not Jia et al.'s linear-head model: classes are scored against the frozen CLIP
 text features of ``"<CTX_INIT> <class name>."`` ("a photo of a", the prompt MaPLe's VPT hard-codes).
 ``N_CTX_VISION`` prompt tokens are appended after [CLS, patches] before ``ln_pre``, and blocks
-1..PROMPT_DEPTH_VISION-1 replace them by their own (the shared :class:`trainers.encoders.ImageEncoder`).
+1..PROMPT_DEPTH_VISION-1 replace them by their own (the shared :class:`clip_tools.encoders.ImageEncoder`).
 
 Differences from the released code, on purpose: ``TRAINER.VPT.CTX_INIT`` sets the hand prompt (the released
 code ignores it and always says "a photo of a", which is the default here); the prompts follow ``PREC`` like
@@ -15,14 +15,20 @@ checkpoints (slot ``prompt_learner``) hold the prompts only, not the whole CLIP.
 import torch
 from torch import nn
 
+from clip_tools.prompted import normalize
+from clip_tools.tokens import context_length_of, tokenize
+from clip_tools.vl_prompts import VLPromptedCLIP, prompt_init, vision_tower
+from engine.config import node
 from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import normalize
-from trainers.clip_backend import context_length_of, tokenize
 from trainers.promptsrc import IVLP
-from trainers.vl_prompts import VLPromptedCLIP, _normal, _vision_tower
 
-__all__ = ["VPT", "VPTPromptLearner", "VPTCLIP", "hand_prompt_features"]
+__all__ = ["extend_cfg", "VPT", "VPTCLIP", "VPTPromptLearner", "hand_prompt_features"]
+
+
+def extend_cfg(cfg):
+    """VPT's ``TRAINER.VPT``."""
+    cfg.TRAINER.VPT = node(N_CTX_VISION=2, CTX_INIT="a photo of a", PREC="fp16", PROMPT_DEPTH_VISION=1)
 
 
 @torch.no_grad()
@@ -41,7 +47,7 @@ class VPTPromptLearner(nn.Module):
     def __init__(self, classnames, clip_model, n_ctx_vision=2, depth_vision=1, prompt_prefix="a photo of a"):
         super().__init__()
         n, depth = int(n_ctx_vision), int(depth_vision)
-        is_vit, layers, width = _vision_tower(clip_model)
+        is_vit, layers, width = vision_tower(clip_model)
         if not is_vit:
             raise ConfigError(f"VPT needs a ViT backbone ({type(clip_model.visual).__name__} has no tokens); "
                               f"use a ViT (e.g. MODEL.BACKBONE.NAME ViT-B/32)")
@@ -50,8 +56,8 @@ class VPTPromptLearner(nn.Module):
                               f"{layers} blocks")
         if n < 1:
             raise ConfigError(f"TRAINER.VPT.N_CTX_VISION is {n}; it must be >= 1")
-        self.vision_ctx = _normal(n, width)
-        self.deep_vision = nn.ParameterList([_normal(n, width) for _ in range(depth - 1)])
+        self.vision_ctx = prompt_init(n, width)
+        self.deep_vision = nn.ParameterList([prompt_init(n, width) for _ in range(depth - 1)])
         self.depth_vision = depth
         self.prompt_prefix = str(prompt_prefix or "").replace("_", " ").strip()
         self.context_length = context_length_of(clip_model)

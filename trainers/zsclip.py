@@ -1,27 +1,17 @@
 """Zero-shot CLIP: hand-written prompts, no training (CoOp's ``ZeroshotCLIP`` and ``ZeroshotCLIP2``)."""
-import torch
 
+from clip_tools.encoders import ImageEncoder
+from clip_tools.prompted import normalize
+from clip_tools.text_bank import class_text_features
 from datasets import templates as prompt_templates
+from engine.config import node
 from engine.registry import TRAINER_REGISTRY
-from trainers.base import ClipPromptTrainer, normalize
-from trainers.clip_backend import tokenize
-from trainers.encoders import ImageEncoder, TextEncoder
+from trainers.base import ClipPromptTrainer
 
 
-def zero_shot_text_features(clip_model, classnames, templates, device, batch_size=256):
-    """Normalised text features [C, E]; several templates are averaged after normalising each (CLIP style)."""
-    encoder = TextEncoder(clip_model)
-    context_length = clip_model.positional_embedding.shape[0]
-    per_template = []
-    with torch.no_grad():
-        for template in templates:
-            prompts = prompt_templates.class_prompts(template, classnames)
-            feats = []
-            for i in range(0, len(prompts), batch_size):
-                tokens = tokenize(prompts[i:i + batch_size], context_length).to(device)
-                feats.append(normalize(encoder.encode_tokens(tokens)).float())
-            per_template.append(torch.cat(feats))
-    return normalize(torch.stack(per_template).mean(0))
+def extend_cfg(cfg):
+    """``TRAINER.ZSCLIP.TEMPLATE`` (non-empty: overrides the per-dataset template)."""
+    cfg.TRAINER.ZSCLIP = node(TEMPLATE="")
 
 
 @TRAINER_REGISTRY.register()
@@ -40,7 +30,7 @@ class ZeroshotCLIP(ClipPromptTrainer):
         names = self.dm.dataset.classnames
         print(f"Prompts: {[p for t in templates for p in prompt_templates.class_prompts(t, names)][:8]}"
               f"{' ...' if len(self.dm.dataset.classnames) * len(templates) > 8 else ''}")
-        self.text_features = zero_shot_text_features(clip_model, self.dm.dataset.classnames, templates, self.device)
+        self.text_features = class_text_features(clip_model, self.dm.dataset.classnames, templates, self.device)
         self.image_encoder = ImageEncoder(clip_model)
         self.logit_scale = clip_model.logit_scale.exp().item()
         self.clip_model = clip_model

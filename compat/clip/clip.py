@@ -7,15 +7,22 @@ and ``_download`` turns it into the local file, or raises the backend's "put the
 """
 import torch
 from PIL import Image
-from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
+from torchvision.transforms import (
+    CenterCrop,
+    Compose,
+    InterpolationMode,
+    Normalize,
+    Resize,
+    ToTensor,
+)
 
+from clip_tools import loading as _backend
 from engine.config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
-from trainers import clip_backend as _backend
 
-from .model import build_model  # noqa: F401  (upstream calls clip.build_model)
+from .model import build_model
 from .simple_tokenizer import SimpleTokenizer
 
-__all__ = ["available_models", "load", "tokenize", "build_model", "_MODELS", "_download"]
+__all__ = ["_MODELS", "_download", "available_models", "build_model", "load", "tokenize"]
 
 _SCHEME = "fdbpl-local:"
 

@@ -10,18 +10,25 @@ The state-dict keys are OpenAI's, so OpenAI state dicts load as they are.
 code (their forked ``clip/model.py``): learnable ``visual.VPT`` tokens appended after the positional embedding,
 and ``VPT_shallow`` tokens owned by blocks 1..depth-1 that replace the prompt slots at the start of the block
 (text: positions 1..n_ctx; vision: the last n_ctx tokens), under the parameter names those trainers select.
+MaPLe's ``design_details`` (``trainer: MaPLe``) add no parameters (MaPLe's prompt learner owns its coupled prompts):
+``visual(image, shared_ctx, compound_deeper_prompts)`` appends ``shared_ctx`` and replaces the last tokens with
+``compound_deeper_prompts[i-1]`` at the start of block i, and ``transformer([x, compound_deeper_prompts, 0])``
+replaces the context slots after SOS the same way and returns ``[x, compound_deeper_prompts, counter]``, as MaPLe's
+forked model does (in the input's dtype, where MaPLe casts to fp16).
 The prompted forward passes are this project's shared encoders, not a copy.
 """
 import torch
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-from trainers import clip_backend as _backend
-from trainers.encoders import ImageEncoder
+from clip_tools import loading as _backend
+from clip_tools import tokens as _tokens
+from clip_tools.encoders import ImageEncoder
 
 __all__ = ["CLIP", "build_model", "convert_weights"]
 _PLAIN = ("CoOp", "CoCoOp")
 _DEEP = ("IVLP", "VPT")
+_COUPLED = ("MaPLe",)
 
 
 class SequenceFirstTransformer(nn.Module):
@@ -35,13 +42,18 @@ class SequenceFirstTransformer(nn.Module):
         self.register_buffer("attn_mask", attn_mask, persistent=False)
 
     def forward(self, x):
+        coupled = isinstance(x, (list, tuple))  # MaPLe: [x, compound_prompts_deeper_text, counter]
+        if coupled:
+            x, deeper, counter = x
         length = x.shape[0]
         # Upstream prompt learners may feed fewer positions than the context length; the mask follows.
         mask = self.attn_mask[:length, :length].to(x.dtype) if self.attn_mask is not None else None
         if self._blocks_batch_first:
             x = x.transpose(0, 1)
-        for block in self.resblocks:
+        for index, block in enumerate(self.resblocks):
             deep = getattr(block, "VPT_shallow", None)
+            if coupled and index > 0 and counter < len(deeper):  # MaPLe: block i takes deeper[i - 1]
+                deep, counter = deeper[counter], counter + 1
             if deep is not None:  # IVLP text prompts: replace the context slots right after SOS
                 ctx = deep.to(x.dtype).unsqueeze(0 if self._blocks_batch_first else 1)
                 if self._blocks_batch_first:
@@ -51,17 +63,21 @@ class SequenceFirstTransformer(nn.Module):
                     ctx = ctx.expand(-1, x.shape[1], -1)
                     x = torch.cat([x[:1], ctx, x[1 + ctx.shape[0]:]], dim=0)
             x = block(x, attn_mask=mask)
-        return x.transpose(0, 1) if self._blocks_batch_first else x
+        x = x.transpose(0, 1) if self._blocks_batch_first else x
+        return [x, deeper, counter] if coupled else x
 
 
 class _PromptedVisionTransformer(VisionTransformer):
-    """open_clip's ViT with the IVLP prompt parameters it owns (``VPT``, blocks' ``VPT_shallow``) applied."""
+    """open_clip's ViT with the IVLP prompt parameters it owns (``VPT``, blocks' ``VPT_shallow``) applied, or
+    MaPLe's coupled prompts passed in (``shared_ctx``, ``compound_deeper_prompts``)."""
 
-    def forward(self, x):
+    def forward(self, x, shared_ctx=None, compound_deeper_prompts=None):
         encoder = self.__dict__.get("_fdbpl_encoder")
         if encoder is None:
             encoder = ImageEncoder(_VisualHolder(self))
             self.__dict__["_fdbpl_encoder"] = encoder  # not a submodule: no second copy in the state dict
+        if shared_ctx is not None:  # MaPLe
+            return encoder(x, vision_prompts=shared_ctx, deep_vision_prompts=list(compound_deeper_prompts or []))
         deep = [block.VPT_shallow for block in self.transformer.resblocks[1:] if hasattr(block, "VPT_shallow")]
         return encoder(x, vision_prompts=getattr(self, "VPT", None), deep_vision_prompts=deep)
 
@@ -82,9 +98,14 @@ def _add_deep_prompts(model, design):
     trainer = design.get("trainer", "CoOp")
     if trainer in _PLAIN:
         return
+    if trainer in _COUPLED:  # MaPLe's prompt learner owns the prompts; the model only takes them in
+        if not isinstance(model.visual, VisionTransformer):
+            raise ValueError("MaPLe's coupled prompts need a ViT backbone")
+        model.visual.__class__ = _PromptedVisionTransformer
+        return
     if trainer not in _DEEP:
         raise ValueError(f"design_details trainer {trainer!r} is not supported by this clip face (supported: "
-                         f"{', '.join(_PLAIN + _DEEP)}); use this project's own trainer of that name")
+                         f"{', '.join(_PLAIN + _DEEP + _COUPLED)}); use this project's own trainer of that name")
     v_depth, v_ctx = int(design.get("vision_depth", 0)), int(design.get("vision_ctx", 0))
     t_depth, t_ctx = int(design.get("language_depth", 0)), int(design.get("language_ctx", 0))
     if v_depth > 0 and v_ctx > 0:
@@ -111,7 +132,7 @@ class CLIP(nn.Module):
         self.visual.input_resolution = _backend.image_size_of(m)[0]
         self.transformer = SequenceFirstTransformer(m.transformer.resblocks, m.attn_mask,
                                                     getattr(m.transformer, "batch_first", False), m.transformer.width)
-        self.context_length = _backend.context_length_of(m)
+        self.context_length = _tokens.context_length_of(m)
         self.vocab_size = m.token_embedding.num_embeddings
         self.token_embedding = m.token_embedding
         self.positional_embedding = m.positional_embedding

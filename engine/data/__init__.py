@@ -1,6 +1,10 @@
 """Data layer: Datum/DatasetBase, CoOp's split logic, transforms, samplers and the DataManager."""
 
-from engine.data.base import DatasetBase, generate_fewshot_dataset, split_dataset_by_label
+from engine.data.base import (
+    DatasetBase,
+    generate_fewshot_dataset,
+    split_dataset_by_label,
+)
 from engine.data.datum import Datum, load_legacy_pickle, reroot_path
 from engine.data.manager import DataManager, DatasetWrapper, build_data_loader
 from engine.data.samplers import build_sampler

@@ -111,14 +111,6 @@ class DatasetBase:
     def split_dataset_by_label(data_source):
         return split_dataset_by_label(data_source)
 
-    @staticmethod
-    def split_dataset_by_domain(data_source):
-        """``{domain: [Datum, ...]}`` in first-appearance order."""
-        output = defaultdict(list)
-        for item in data_source:
-            output[item.domain].append(item)
-        return output
-
     def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False):
         """See :func:`generate_fewshot_dataset` (callable before ``__init__``, as CoOp's modules do)."""
         return generate_fewshot_dataset(*data_sources, num_shots=num_shots, repeat=repeat)

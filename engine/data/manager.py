@@ -9,13 +9,13 @@ that cannot be read raises DatasetError naming the file, also from a loader work
 import torch
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
 
 from engine.data.samplers import build_sampler
 from engine.data.transforms import INTERPOLATION_MODES, build_transform
 from engine.errors import ConfigError, DatasetError
 from engine.registry import build_dataset
 from engine.utils import read_image
-from torchvision import transforms as T
 
 __all__ = ["DataManager", "DatasetWrapper", "build_data_loader"]
 

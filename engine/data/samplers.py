@@ -9,7 +9,7 @@ import copy
 import random
 from collections import defaultdict
 
-from torch.utils.data import RandomSampler, SequentialSampler, Sampler
+from torch.utils.data import RandomSampler, Sampler, SequentialSampler
 
 from engine.errors import ConfigError
 

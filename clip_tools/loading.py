@@ -15,22 +15,29 @@ put where. Models come back in fp32, ``eval()``, on the CPU, with every paramete
 
 import contextlib
 import copy
-import functools
 import math
 import os
 import warnings
 import zipfile
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
-from torch import nn
 
 from engine.errors import CheckpointError, ConfigError
 
 __all__ = [
-    "OPENAI_MODELS", "SOT_ID", "EOT_ID", "ModelRef", "resolve_model_name", "load_clip", "read_clip_file",
-    "infer_openai_arch", "build_clip", "build_tiny_clip", "save_clip_file", "bpe_encode", "tokenize",
-    "context_length_of", "apply_precision", "autocast", "model_dtype", "image_size_of", "check_image_size",
+    "OPENAI_MODELS",
+    "ModelRef",
+    "build_clip",
+    "build_tiny_clip",
+    "check_image_size",
+    "image_size_of",
+    "infer_openai_arch",
+    "load_clip",
+    "pretrained_mean_std",
+    "read_clip_file",
+    "resolve_model_name",
+    "save_clip_file",
 ]
 
 # OpenAI's published names -> open_clip architecture names (all use the "openai" tag).
@@ -42,11 +49,9 @@ OPENAI_MODELS = {
 DEFAULT_TAGS = {"ViT-H-14-quickgelu": "dfn5b", "ViT-H-14-378-quickgelu": "dfn5b", "ViT-H-14": "dfn5b"}
 FILE_FORMAT = "fdbpl-clip"
 FILE_VERSION = 1
-SOT_ID, EOT_ID = 49406, 49407
 DEFAULT_CLIP_CACHE = os.path.join("~", ".cache", "clip")  # where OpenAI's and open_clip's URL downloads go
 # Keys found in OpenAI TorchScript archives (or traced modules) that are not CLIP parameters.
 _EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
-_PRECISIONS = ("fp32", "fp16", "amp")
 
 
 # ------------------------------------------------------------------------------------------- names
@@ -55,7 +60,7 @@ _PRECISIONS = ("fp32", "fp16", "amp")
 class ModelRef(NamedTuple):
     """A resolved backbone: open_clip ``arch`` (None = infer from the file) and a tag or a file path."""
 
-    arch: Optional[str]
+    arch: str | None
     pretrained: str
 
     @property
@@ -344,6 +349,17 @@ def _finish(model, info):
     return model
 
 
+def pretrained_mean_std(ref):
+    """Normalisation constants of a resolved backbone: its open_clip tag's, else CLIP's (``engine.config``)."""
+    from engine.config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+
+    mean, std = CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+    if ref is not None and ref.arch and not ref.is_file:
+        cfg = _open_clip().get_pretrained_cfg(ref.arch, ref.pretrained) or {}
+        mean, std = cfg.get("mean") or mean, cfg.get("std") or std
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
 def load_clip(name_or_path, cache_dir=None):
     """Load a CLIP (fp32, eval, CPU, frozen) from a backbone name or a local weight file; never downloads."""
     ref = resolve_model_name(name_or_path)
@@ -402,78 +418,6 @@ def save_clip_file(model, arch, path, dtype=torch.float32, meta=None):
     torch.save(payload, tmp)
     os.replace(tmp, path)  # atomic: a reader never sees half a file
     return path
-
-
-# ------------------------------------------------------------------------------------------ tokenizer
-
-
-@functools.lru_cache(maxsize=1)
-def _tokenizer():
-    from open_clip.tokenizer import SimpleTokenizer  # bundled BPE vocabulary: works offline
-
-    tok = SimpleTokenizer()
-    assert (tok.sot_token_id, tok.eot_token_id) == (SOT_ID, EOT_ID)
-    return tok
-
-
-def bpe_encode(text):
-    """BPE token ids of ``text`` (cleaned and lower-cased as CLIP does), without start/end markers."""
-    return _tokenizer().encode(text)
-
-
-def tokenize(texts, context_length):
-    """``[SOT] + bpe(text) + [EOT]`` zero-padded to ``context_length`` -> LongTensor ``[N, context_length]``."""
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    out = torch.zeros(len(texts), context_length, dtype=torch.long)
-    for i, text in enumerate(texts):
-        ids = [SOT_ID] + bpe_encode(text) + [EOT_ID]
-        if len(ids) > context_length:
-            raise ConfigError(f"text {text!r} needs {len(ids)} tokens (with start/end markers) but the context "
-                              f"length is {context_length}; shorten the prompt or the class name")
-        out[i, :len(ids)] = torch.tensor(ids)
-    return out
-
-
-def context_length_of(model):
-    """Number of text positions of a CLIP (77 for OpenAI models)."""
-    return int(model.positional_embedding.shape[0])
-
-
-# ------------------------------------------------------------------------------------------ precision
-
-
-def apply_precision(model, prec):
-    """Set a CLIP's weights for ``TRAINER.*.PREC``: fp32/amp keep fp32; fp16 casts like OpenAI's convert_weights.
-
-    fp16 converts Linear/Conv weights, attention projections, ``text_projection`` and ``proj``; LayerNorm,
-    embeddings and ``logit_scale`` stay fp32. It runs on CPU too (slowly).
-    """
-    if prec not in _PRECISIONS:
-        raise ConfigError(f"PREC {prec!r} is not one of {', '.join(_PRECISIONS)}")
-    model.float()
-    if prec == "fp16":
-        _open_clip().model.convert_weights_to_lp(model, dtype=torch.float16)
-    return model
-
-
-def autocast(prec, device_type, dtype=torch.float16):
-    """Autocast context for ``prec``: real autocast only for ``amp`` on CUDA, otherwise a no-op."""
-    kind = torch.device(device_type).type if not isinstance(device_type, torch.device) else device_type.type
-    if prec == "amp" and kind == "cuda":
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
-
-
-def model_dtype(model):
-    """Compute dtype of a CLIP (or of its visual tower): the patch/stem conv's weight dtype, as OpenAI's."""
-    for owner in (getattr(model, "visual", None), model):
-        conv = getattr(owner, "conv1", None) if owner is not None else None
-        if isinstance(conv, nn.Conv2d):
-            return conv.weight.dtype
-    transformer = getattr(model, "transformer", None)
-    if transformer is not None and hasattr(transformer, "get_cast_dtype"):
-        return transformer.get_cast_dtype()
-    return next(p.dtype for p in model.parameters() if p.is_floating_point())
 
 
 # ----------------------------------------------------------------------------------------- image size

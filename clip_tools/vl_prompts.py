@@ -8,7 +8,7 @@ Layout (PromptSRC's and MaPLe's forked ``clip/model.py``), with depth J meaning 
   ``ln_pre``), and ``deep_vision[i-1]`` replaces the last n_ctx_vision tokens at the start of block i for
   i = 1..J_vision-1. J_vision = 0 (or n_ctx_vision = 0) means no vision prompts at all.
 
-The encoders that place them are :class:`trainers.encoders.TextEncoder` / :class:`ImageEncoder`.
+The encoders that place them are :class:`clip_tools.encoders.TextEncoder` / :class:`ImageEncoder`.
 Every prompt is an fp32 parameter (master weights) whatever the CLIP precision; the encoders cast it to the
 model dtype. Where PromptSRC's checkpoints hold the whole CLIP, this learner is the only registered module,
 so a checkpoint holds the prompts (plus the class-dependent token buffers, which loaders drop).
@@ -17,27 +17,27 @@ so a checkpoint holds the prompts (plus the class-dependent token buffers, which
 import torch
 from torch import nn
 
+from clip_tools.prompt_learners import CoOpPromptLearner
+from clip_tools.prompted import PromptedCLIP, normalize
+from clip_tools.tokens import bpe_encode
 from engine.errors import ConfigError
-from trainers.base import PromptedCLIP, normalize
-from trainers.clip_backend import bpe_encode
-from trainers.prompt_learners import CoOpPromptLearner
 
 __all__ = ["VLPromptLearner", "VLPromptedCLIP", "build_vl_prompt_learner", "vl_settings"]
 
 PROMPT_STD = 0.02  # PromptSRC/IVLP initialise every deep and vision prompt with normal(std=0.02)
 
 
-def _normal(*shape):
+def prompt_init(*shape):
     t = torch.empty(*shape)
     nn.init.normal_(t, std=PROMPT_STD)  # global RNG: seeded by the run's SEED
     return nn.Parameter(t)
 
 
-def _text_layers(clip_model):
+def text_layer_count(clip_model):
     return len(clip_model.transformer.resblocks)
 
 
-def _vision_tower(clip_model):
+def vision_tower(clip_model):
     """(is_vit, number of blocks, width) of the image tower."""
     from open_clip.transformer import VisionTransformer
 
@@ -70,11 +70,11 @@ class VLPromptLearner(CoOpPromptLearner):
         super().__init__(classnames, clip_model, n_ctx=n_ctx_text, ctx_init=phrase if use_phrase else "",
                          fix_n_ctx=True)
         self.depth_text, self.depth_vision = depth_text, depth_vision
-        self.deep_text = nn.ParameterList([_normal(n_ctx_text, self.ctx_dim) for _ in range(depth_text - 1)])
-        _, _, width = _vision_tower(clip_model)
+        self.deep_text = nn.ParameterList([prompt_init(n_ctx_text, self.ctx_dim) for _ in range(depth_text - 1)])
+        _, _, width = vision_tower(clip_model)
         if depth_vision > 0 and n_ctx_vision > 0:
-            self.vision_ctx = _normal(n_ctx_vision, width)
-            self.deep_vision = nn.ParameterList([_normal(n_ctx_vision, width) for _ in range(depth_vision - 1)])
+            self.vision_ctx = prompt_init(n_ctx_vision, width)
+            self.deep_vision = nn.ParameterList([prompt_init(n_ctx_vision, width) for _ in range(depth_vision - 1)])
         else:
             self.register_parameter("vision_ctx", None)
             self.deep_vision = nn.ParameterList()
@@ -100,7 +100,7 @@ class VLPromptLearner(CoOpPromptLearner):
 
 
 def _check_depths(clip_model, n_ctx_text, n_ctx_vision, depth_text, depth_vision, node):
-    layers = _text_layers(clip_model)
+    layers = text_layer_count(clip_model)
     if not 1 <= depth_text <= layers:
         raise ConfigError(f"TRAINER.{node}.PROMPT_DEPTH_TEXT is {depth_text}; it must be between 1 and the text "
                           f"transformer's {layers} blocks")
@@ -111,7 +111,7 @@ def _check_depths(clip_model, n_ctx_text, n_ctx_vision, depth_text, depth_vision
                           f"(got {depth_vision} / {n_ctx_vision}); 0 switches vision prompts off")
     if depth_vision == 0 or n_ctx_vision == 0:
         return
-    is_vit, v_layers, _ = _vision_tower(clip_model)
+    is_vit, v_layers, _ = vision_tower(clip_model)
     if not is_vit:
         raise ConfigError(f"vision prompts need a ViT backbone ({type(clip_model.visual).__name__} has no tokens); "
                           f"set TRAINER.{node}.PROMPT_DEPTH_VISION 0 or use a ViT")

@@ -15,11 +15,11 @@ for the current class list, which is how base-trained prompts are evaluated on n
 import torch
 from torch import nn
 
+from clip_tools.tokens import bpe_encode, context_length_of, tokenize
 from datasets import templates as prompt_templates
 from engine.errors import ConfigError
-from trainers.clip_backend import bpe_encode, context_length_of, tokenize
 
-__all__ = ["CoOpPromptLearner", "CLASS_TOKEN_POSITIONS", "init_context"]
+__all__ = ["CLASS_TOKEN_POSITIONS", "CoOpPromptLearner", "init_context"]
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
@@ -49,7 +49,7 @@ class CoOpPromptLearner(nn.Module):
     Attributes: ``ctx`` (the only parameter; [n_ctx, D] generic or [n_cls, n_ctx, D] class-specific),
     buffers ``token_prefix`` [n_cls, 1, D], ``token_suffix`` [n_cls, L-1-n_ctx, D], ``tokenized_prompts``
     [n_cls, L] (not saved), plus ``name_lens``, ``prompt_prefix``, ``classnames``, ``seq_len`` (last EOT
-    position + 1, for :class:`trainers.encoders.TextEncoder`'s sync-free truncation).
+    position + 1, for :class:`clip_tools.encoders.TextEncoder`'s sync-free truncation).
     """
 
     def __init__(self, classnames, clip_model, n_ctx=16, ctx_init="", csc=False, class_token_position="end",

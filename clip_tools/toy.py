@@ -6,7 +6,7 @@ few phrasings, none of them the hand prompt "a photo of a {}." that the downstre
 is what leaves room for prompt learning: the student's image features separate the classes, its text side
 is what is off-distribution.
 
-Shipped files are our ``fdbpl-clip`` format (``trainers.clip_backend``) in fp16, with every token-embedding
+Shipped files are our ``fdbpl-clip`` format (``clip_tools.loading``) in fp16, with every token-embedding
 row the captions and prompts never use dropped (stored row-sparse, zeros on load), so a model with CLIP's
 49408-token vocabulary takes a few MB.
 """
@@ -19,14 +19,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clip_tools.loading import save_clip_file
+from clip_tools.text_bank import class_text_features
+from clip_tools.tokens import EOT_ID, SOT_ID, bpe_encode, tokenize
 from datasets import templates as prompt_templates
 from engine.errors import DatasetError
-from trainers.clip_backend import EOT_ID, SOT_ID, bpe_encode, save_clip_file, tokenize
 
 __all__ = [
-    "TEMPLATE_SETS", "PROMPT_PHRASES", "CLIP_MEAN", "CLIP_STD", "captions", "caption_tokens", "used_token_ids",
-    "load_split_tensors", "normalize_images", "random_resized_crops", "encode_images", "class_text_features",
-    "accuracy", "zero_shot_accuracy", "pack_clip_file", "sha256_of",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "PROMPT_PHRASES",
+    "TEMPLATE_SETS",
+    "accuracy",
+    "caption_tokens",
+    "captions",
+    "encode_images",
+    "load_split_tensors",
+    "normalize_images",
+    "pack_clip_file",
+    "random_resized_crops",
+    "sha256_of",
+    "used_token_ids",
+    "zero_shot_accuracy",
 ]
 
 # Caption phrasings, by name. {c} = colour word, {s} = shape word.
@@ -131,14 +145,6 @@ def encode_images(model, images_uint8, batch_size=256):
     feats = [F.normalize(model.encode_image(normalize_images(images_uint8[i:i + batch_size])), dim=-1)
              for i in range(0, len(images_uint8), batch_size)]
     return torch.cat(feats)
-
-
-@torch.no_grad()
-def class_text_features(model, classnames, template="a photo of a {}."):
-    """L2-normalised text features, one per class, of the prompts ``class_prompts(template, classnames)``."""
-    ctx = int(model.positional_embedding.shape[0])
-    tokens = tokenize(prompt_templates.class_prompts(template, classnames), ctx)
-    return F.normalize(model.encode_text(tokens), dim=-1)
 
 
 def accuracy(image_features, labels, text_features, classes=None):

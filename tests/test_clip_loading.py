@@ -6,10 +6,16 @@ import warnings
 import pytest
 import torch
 
+from clip_tools import loading as cb
+from clip_tools import precision as _precision
+from clip_tools import tokens as _tokens
 from engine.errors import CheckpointError, ConfigError
-from tests.fixtures.tiny_clip import (openai_tiny_kwargs, tiny_clip_file, tiny_openai_state_dict_file,
-                                      tiny_torchscript_file)
-from trainers import clip_backend as cb
+from tests.fixtures.tiny_clip import (
+    openai_tiny_kwargs,
+    tiny_clip_file,
+    tiny_openai_state_dict_file,
+    tiny_torchscript_file,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +28,7 @@ def tiny():
 def inputs():
     g = torch.Generator().manual_seed(0)
     images = torch.randn(3, 3, 32, 32, generator=g)
-    tokens = cb.tokenize(["a photo of a red circle.", "x", "a blurry photo of a big green star on grass"], 16)
+    tokens = _tokens.tokenize(["a photo of a red circle.", "x", "a blurry photo of a big green star on grass"], 16)
     return images, tokens
 
 
@@ -184,16 +190,16 @@ def test_tagged_weights_found_in_cache_dirs(no_caches, tiny, inputs, monkeypatch
 
 
 def test_tokenize_known_answer():
-    tokens = cb.tokenize("a photo of a", 77)
+    tokens = _tokens.tokenize("a photo of a", 77)
     assert tokens.dtype == torch.long and tokens.shape == (1, 77)
     assert tokens[0, :7].tolist() == [49406, 320, 1125, 539, 320, 49407, 0] and tokens[0, 6:].sum() == 0
-    assert cb.tokenize(["a photo of no", "A  Photo of a"], 8).tolist() == [
+    assert _tokens.tokenize(["a photo of no", "A  Photo of a"], 8).tolist() == [
         [49406, 320, 1125, 539, 871, 49407, 0, 0], [49406, 320, 1125, 539, 320, 49407, 0, 0]]
 
 
 def test_tokenize_too_long():
     with pytest.raises(ConfigError, match=r"'a photo of a very long class name' needs 10 tokens .* length is 8"):
-        cb.tokenize(["ok", "a photo of a very long class name"], 8)
+        _tokens.tokenize(["ok", "a photo of a very long class name"], 8)
 
 
 # ------------------------------------------------------------------------------------------- precision
@@ -204,8 +210,8 @@ def test_fp16_precision_runs_on_cpu(inputs):
     images, tokens = inputs
     with torch.no_grad():
         ref_img, ref_txt = model.encode_image(images), model.encode_text(tokens)
-    cb.apply_precision(model, "fp16")
-    assert cb.model_dtype(model) == torch.float16
+    _precision.apply_precision(model, "fp16")
+    assert _precision.model_dtype(model) == torch.float16
     assert model.text_projection.dtype == torch.float16 and model.visual.proj.dtype == torch.float16
     assert model.transformer.resblocks[0].attn.in_proj_weight.dtype == torch.float16
     assert model.ln_final.weight.dtype == torch.float32 and model.token_embedding.weight.dtype == torch.float32
@@ -215,19 +221,19 @@ def test_fp16_precision_runs_on_cpu(inputs):
         txt = model.encode_text(tokens)
     assert img.dtype == torch.float16 and torch.allclose(img.float(), ref_img, atol=2e-2)
     assert torch.allclose(txt.float(), ref_txt, atol=2e-2)
-    cb.apply_precision(model, "amp")
-    assert cb.model_dtype(model) == torch.float32
-    with pytest.raises(ConfigError, match="PREC 'bf8'"):
-        cb.apply_precision(model, "bf8")
+    _precision.apply_precision(model, "amp")
+    assert _precision.model_dtype(model) == torch.float32
+    with pytest.raises(ConfigError, match="PREC is 'bf8'"):
+        _precision.apply_precision(model, "bf8")
 
 
 def test_autocast_is_noop_off_cuda():
-    with cb.autocast("amp", "cpu"):
+    with _precision.autocast("amp", "cpu"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with warnings.catch_warnings():  # constructing a CUDA autocast on a CPU-only machine warns
         warnings.simplefilter("ignore")
-        assert isinstance(cb.autocast("amp", "cuda"), torch.autocast)
-    assert not isinstance(cb.autocast("fp16", "cuda"), torch.autocast)
+        assert isinstance(_precision.autocast("amp", "cuda"), torch.autocast)
+    assert not isinstance(_precision.autocast("fp16", "cuda"), torch.autocast)
 
 
 def test_image_size_check(tiny):
@@ -249,4 +255,4 @@ def test_tiny_build_is_deterministic_and_leaves_rng_alone(tiny):
     assert all(torch.equal(a, b) for a, b in zip(tiny[0].state_dict().values(), again.state_dict().values()))
     other, _ = cb.build_tiny_clip(seed=4)
     assert not torch.equal(other.text_projection, again.text_projection)
-    assert cb.context_length_of(again) == 16
+    assert _tokens.context_length_of(again) == 16

@@ -12,10 +12,10 @@ first ``max(EOT)+1`` positions, which is exact and saves most of the work for sh
 import torch
 from torch import nn
 
+from clip_tools.precision import model_dtype
 from engine.errors import ConfigError
-from trainers.clip_backend import model_dtype
 
-__all__ = ["TextEncoder", "ImageEncoder", "eot_positions", "truncated_length"]
+__all__ = ["ImageEncoder", "TextEncoder", "eot_positions", "truncated_length"]
 
 
 def eot_positions(tokenized):

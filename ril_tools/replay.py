@@ -38,8 +38,16 @@ from ril_tools.integrity import read_image_with_hash
 from ril_tools.labels import densify, teacher_argmax
 from ril_tools.plan import relpath_of, training_image_list
 
-__all__ = ["EpochSampler", "RilReplayDataset", "build_ril_loader", "open_ril_table", "rebuild_command",
-           "replay_crop", "teacher_targets", "LABEL_MODES"]
+__all__ = [
+    "LABEL_MODES",
+    "EpochSampler",
+    "RilReplayDataset",
+    "build_ril_loader",
+    "open_ril_table",
+    "rebuild_command",
+    "replay_crop",
+    "teacher_targets",
+]
 
 LABEL_MODES = ("full", "ms", "mr")
 STREAM_SHUFFLE = 3  # ril_tools.crops uses streams 1 (crops) and 2 (crop schedule)
@@ -239,19 +247,53 @@ def _dataset_config_file(name):
     return f"configs/datasets/{name.lower()}.yaml"
 
 
-def rebuild_command(cfg, output, manifest=None, overwrite=None):
-    """The ``python -m ril_tools.build`` command that builds ``output`` for this run's images and classes.
+def _int_list(value):
+    """A manifest's seeds/shots field (an int or a list of ints) as a sorted list; None if malformed."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(type(v) is int for v in values):
+        return None
+    return sorted(set(values))
 
-    Teacher, template, M, K and label kind are the table's (``manifest``) when one is given, else the
-    paper's defaults; a prompted teacher (``teacher.prompts_checkpoint``) gets ``--teacher-prompts`` instead
-    of a template. ``--overwrite`` when a manifest is given (or ``overwrite``). Flags come before the KEY
-    VALUE options (the CLI's last argument swallows the rest).
+
+def _union_for_run(cfg, manifest):
+    """(seeds, shots) of a table that serves this run AND every run the table served: the table's few-shot
+    subsets plus the run's, when the table holds the same dataset and class subset; else None (a table of
+    this run's images alone is the fitting one)."""
+    info = (manifest or {}).get("dataset")
+    if not isinstance(info, dict) or info.get("name") != cfg.DATASET.NAME \
+            or info.get("subsample") != str(cfg.DATASET.SUBSAMPLE_CLASSES):
+        return None
+    seeds = _int_list(info.get("seeds", info.get("few_shot_seed")))
+    shots = _int_list(info.get("shots", info.get("num_shots")))
+    if seeds is None or shots is None:
+        return None
+    seeds, shots = sorted(set(seeds) | {int(cfg.SEED)}), sorted(set(shots) | {int(cfg.DATASET.NUM_SHOTS)})
+    return (seeds, shots) if len(seeds) * len(shots) > 1 else None
+
+
+def rebuild_command(cfg, output, manifest=None, node="FDBPL", overwrite=None):
+    """The ``python -m ril_tools.build`` command that builds ``output`` so that this run accepts it.
+
+    Teacher, template and M are the table's (``manifest``) when one is given, else the paper's defaults; K and
+    the label kind are the run's when it asks for them (``TRAINER.<node>.TOPK``, ``LABEL_MODE full``), else the
+    table's. When the table holds few-shot subsets of the run's dataset and class subset (one table for many
+    runs), the command builds the union of those subsets and the run's (``--seeds``/``--shots``, the table's crop
+    seed), so the rebuilt table still serves every run the old one served. Flags come before the KEY VALUE
+    options (the CLI's last argument swallows the rest). A prompted teacher (``teacher.prompts_checkpoint``, PromptKD's)
+    gets ``--teacher-prompts`` instead of a template. ``--overwrite`` when a manifest is given (or ``overwrite``).
     """
     m = manifest or {}
     teacher_info = m.get("teacher") or {}
     teacher = teacher_info.get("name", BUILD_DEFAULTS["teacher"])
-    label_kind = m.get("label_kind", BUILD_DEFAULTS["label_kind"])
-    args = ["python", "-m", "ril_tools.build", "--root", cfg.DATASET.ROOT, "--seed", str(cfg.SEED),
+    run = cfg.TRAINER[node] if node in cfg.TRAINER else {}
+    label_kind = "full" if run.get("LABEL_MODE") == "full" else m.get("label_kind", BUILD_DEFAULTS["label_kind"])
+    k = int(run.get("TOPK", 0) or 0) or m.get("k", BUILD_DEFAULTS["k"])
+    union = _union_for_run(cfg, m)
+    seed = cfg.SEED
+    if union is not None:
+        scheme_seed = (m.get("seed_scheme") or {}).get("seed")
+        seed = scheme_seed if type(scheme_seed) is int else union[0][0]
+    args = ["python", "-m", "ril_tools.build", "--root", cfg.DATASET.ROOT, "--seed", str(seed),
             "--dataset-config-file", _dataset_config_file(cfg.DATASET.NAME),
             "--output", output, "--teacher", teacher]
     if teacher_info.get("prompts_checkpoint"):
@@ -260,9 +302,11 @@ def rebuild_command(cfg, output, manifest=None, overwrite=None):
     else:
         args += ["--template", m.get("template", BUILD_DEFAULTS["template"])]
     args += ["--num-crops", str(m.get("num_crops", BUILD_DEFAULTS["num_crops"]))]
-    args += ["--label-kind", "full"] if label_kind == "full" else ["--topk", str(m.get("k", BUILD_DEFAULTS["k"]))]
+    args += ["--label-kind", "full"] if label_kind == "full" else ["--topk", str(k)]
     if (manifest is not None) if overwrite is None else overwrite:
         args.append("--overwrite")
+    if union is not None:
+        args += ["--seeds", *map(str, union[0]), "--shots", *map(str, union[1])]
     args += ["DATASET.NUM_SHOTS", str(cfg.DATASET.NUM_SHOTS),
              "DATASET.SUBSAMPLE_CLASSES", str(cfg.DATASET.SUBSAMPLE_CLASSES)]
     scale = tuple(float(s) for s in cfg.INPUT.RRCROP_SCALE)
@@ -348,6 +392,13 @@ def _readable_manifest(path):
     if isinstance(teacher, dict) and isinstance(teacher.get("name"), str):
         kept["teacher"] = {k: teacher[k] for k in ("name", "prompts_checkpoint", "ctx_init")
                            if isinstance(teacher.get(k), str)}
+    # which few-shot subsets it held (so the rebuild keeps serving them); _union_for_run checks the types
+    info, scheme = manifest.get("dataset"), manifest.get("seed_scheme")
+    if isinstance(info, dict):
+        kept["dataset"] = {k: info[k] for k in ("name", "subsample", "seeds", "shots", "few_shot_seed", "num_shots")
+                           if k in info}
+    if isinstance(scheme, dict) and type(scheme.get("seed")) is int:
+        kept["seed_scheme"] = {"seed": scheme["seed"]}
     return kept
 
 
@@ -364,21 +415,21 @@ def open_ril_table(cfg, items, classnames, node="FDBPL"):
 
     path = cfg.TRAINER[node].RIL_DIR
     if not path:
-        example = rebuild_command(cfg, "ril/<dataset>/shots_<N>/seed<S>/<subsample>_vit_l14_M500_K20")
+        example = rebuild_command(cfg, "ril/<dataset>/shots_<N>/seed<S>/<subsample>_vit_l14_M500_K20", node=node)
         raise ConfigError(f"TRAINER.{node}.RIL_DIR is empty; FDBPL trains from a prebuilt RIL table: build one with "
                           f"{example} (or bash scripts/fdbpl/build_ril.sh DATASET SEED) and pass "
                           f"TRAINER.{node}.RIL_DIR <that folder>")
     if not os.path.isfile(os.path.join(path, fmt.MANIFEST)):
         state = "has no manifest.json (an unfinished build: re-running it resumes)" if os.path.isdir(path) \
             else "does not exist"
-        raise RilError(f"RIL table {path} {state}; build it with: {rebuild_command(cfg, path)}")
+        raise RilError(f"RIL table {path} {state}; build it with: {rebuild_command(cfg, path, node=node)}")
     try:
         table = RilTable.open(path)
     except RilError as exc:  # corrupt, edited or old-format: say how to rebuild it for this run
         manifest = _readable_manifest(path)
         # an empty manifest still asks for --overwrite: the folder holds a (bad) table
         raise RilError(f"{exc}; the command that rebuilds it for this run: "
-                       f"{rebuild_command(cfg, path, manifest or {})}") from None
+                       f"{rebuild_command(cfg, path, manifest or {}, node)}") from None
     if cfg.TRAINER[node].LABEL_MODE not in LABEL_MODES:
         raise ConfigError(f"TRAINER.{node}.LABEL_MODE {cfg.TRAINER[node].LABEL_MODE!r} is not one of "
                           f"{', '.join(LABEL_MODES)}")
@@ -387,7 +438,7 @@ def open_ril_table(cfg, items, classnames, node="FDBPL"):
     if problems:
         raise RilError(f"RIL table {path} does not match this run: {'; '.join(problems)}; point "
                        f"TRAINER.{node}.RIL_DIR at a table that holds this run's images, or rebuild it with: "
-                       f"{rebuild_command(cfg, path, table.manifest)}")
+                       f"{rebuild_command(cfg, path, table.manifest, node)}")
     info = table.manifest.get("dataset", {})
     print(f"RIL table {path}: this run ({cfg.DATASET.NAME} NUM_SHOTS {cfg.DATASET.NUM_SHOTS} seed {cfg.SEED}) "
           f"trains on {len(image_list['relpaths'])} of its {table.num_images} images (table built for shots "
