@@ -197,6 +197,9 @@ def _method_defaults(c):
         PREC="fp16",
         CHECK_IMAGE_HASH=False,  # hash every image file read against the table's fingerprint (~1 GB/s BLAKE2b)
         CACHED_FEATURES=False,  # train from the table's stored student features (python -m ril_tools.student_features)
+        # crops of one image per step (FKD-style; BASE CoOp): a batch of B images gives B x this many crops, the
+        # schedule indices e * CROPS_PER_IMAGE + j (j < CROPS_PER_IMAGE) of epoch e; 1 is the paper's one crop
+        CROPS_PER_IMAGE=1,
     )
     t.ZSCLIP = _node(TEMPLATE="")  # non-empty: overrides the per-dataset template
 
