@@ -43,6 +43,7 @@ __all__ = [
     "EpochSampler",
     "RilReplayDataset",
     "build_ril_loader",
+    "flatten_crops",
     "open_ril_table",
     "rebuild_command",
     "replay_crop",
@@ -122,8 +123,10 @@ class RilReplayDataset(Dataset):
     ``index`` (n), ``epoch``, ``crop`` (m).
     """
 
-    def __init__(self, cfg, data_source, table, schedule_seed, features=None):
+    def __init__(self, cfg, data_source, table, schedule_seed, features=None, crops_per_image=1):
         self.data_source = list(data_source)
+        # several crops of one image per item (TRAINER.FDBPL.CROPS_PER_IMAGE): see _getitem_crops
+        self.crops_per_image = int(crops_per_image)
         self.table = table
         # cached student features [num_images * M, E] (ril_tools.student_features): served as ``feat``
         # instead of decoding and cutting the image
@@ -162,6 +165,8 @@ class RilReplayDataset(Dataset):
         return crop_schedule(self.schedule_seed, epoch, keys, self.num_crops)
 
     def __getitem__(self, idx):
+        if self.crops_per_image > 1:
+            return self._getitem_crops(idx)
         epoch, n = divmod(int(idx), len(self.data_source))
         item = self.data_source[n]
         image_id = int(self.image_ids[n])
@@ -187,6 +192,51 @@ class RilReplayDataset(Dataset):
         }
 
 
+    def _getitem_crops(self, idx):
+        """CROPS_PER_IMAGE = c > 1: the crops m(e * c + j, n), j < c, of one image decoded once (FKD-style), each
+        field stacked on a leading [c] axis (``label``... stay per image); with c = 1 this is __getitem__."""
+        c = self.crops_per_image
+        epoch, n = divmod(int(idx), len(self.data_source))
+        item = self.data_source[n]
+        image_id = int(self.image_ids[n])
+        key = self.table.crop_keys([image_id])
+        crops = np.array([int(crop_schedule(self.schedule_seed, epoch * c + j, key, self.num_crops)[0])
+                          for j in range(c)], dtype=np.int64)
+        rec = self.table.fetch(np.full(c, image_id), crops)
+        if self.features is not None:
+            rows = np.array(self.features[image_id * self.num_crops + crops], dtype=np.float32)
+            if not np.isfinite(rows).all():
+                raise RilError(f"RIL table {self.table.path}: cached student feature of image {item.impath} is not "
+                               "finite; recompute the features (python -m ril_tools.student_features)")
+            pixels = {"feat": torch.from_numpy(rows)}
+        else:
+            image = self._read(item.impath, image_id)
+            pixels = {"img": torch.stack([replay_tensor(image, rec["box"][j], rec["flags"][j], self.size,
+                                                        self.interpolation, self.mean, self.std) for j in range(c)])}
+        return {
+            **pixels,
+            "ril_idx": torch.from_numpy(rec["indices"]), "ril_logp": torch.from_numpy(rec["logprobs"]),
+            "w": torch.from_numpy(rec["weight"]),
+            "label": item.label, "domain": item.domain, "impath": item.impath,
+            "index": n, "epoch": epoch, "crop": torch.from_numpy(crops),
+        }
+
+
+def flatten_crops(batch):
+    """A batch of CROPS_PER_IMAGE items ([B, c, ...] crop fields) as one of B * c crops (per-image fields repeated)."""
+    if batch["ril_idx"].dim() == 2:
+        return batch
+    c = batch["ril_idx"].shape[1]
+    out = dict(batch)
+    for key in ("img", "feat", "ril_idx", "ril_logp", "w", "crop"):
+        if key in batch:
+            out[key] = batch[key].flatten(0, 1)
+    for key in ("label", "index", "epoch"):
+        if torch.is_tensor(batch.get(key)):
+            out[key] = batch[key].repeat_interleave(c)
+    return out
+
+
 def _worker_message(exc, name):
     """The original message of an error a DataLoader worker re-raised with its traceback appended."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
@@ -210,13 +260,13 @@ def _one_line_loader_class():
     return RilLoader
 
 
-def build_ril_loader(cfg, data_source, table, seed, features=None):
+def build_ril_loader(cfg, data_source, table, seed, features=None, crops_per_image=1):
     """The FDBPL training loader: :class:`RilReplayDataset` + :class:`EpochSampler` (``seed`` drives both).
 
     ``DATALOADER.TRAIN_X.SAMPLER SequentialSampler`` keeps the image order fixed; anything else shuffles.
     The last partial batch is kept (no few-shot image is skipped).
     """
-    dataset = RilReplayDataset(cfg, data_source, table, seed, features)
+    dataset = RilReplayDataset(cfg, data_source, table, seed, features, crops_per_image)
     shuffle = cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler"
     workers = int(cfg.DATALOADER.NUM_WORKERS)
     return _one_line_loader_class()(dataset, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,

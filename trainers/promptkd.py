@@ -44,7 +44,11 @@ from torch import nn
 
 from clip_tools.encoders import ImageEncoder
 from clip_tools.prompted import normalize
-from clip_tools.prompted_teacher import TEACHER_KIND, PromptedTeacher, teacher_checkpoint_file
+from clip_tools.prompted_teacher import (
+    TEACHER_KIND,
+    PromptedTeacher,
+    teacher_checkpoint_file,
+)
 from clip_tools.vl_prompts import prompt_init, vision_tower
 from engine.config import CfgNode
 from engine.errors import CheckpointError, ConfigError, RilError
