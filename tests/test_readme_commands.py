@@ -49,6 +49,7 @@ NOT_RUN = {
     "bash scripts/demo.sh --baselines": "seven more methods over three seeds; their trainers' own tests run each",
     "bash scripts/fdbpl/toy_ablation.sh": "15 runs of about a minute each",
     "bash scripts/fdbpl/toy_tuning.sh": "13 runs of one to five minutes each",
+    "bash scripts/fdbpl/toy_crops.sh TABLE": "9 trainings from a table with student features; test_fdbpl_crops",
     "bash scripts/promptkd/toy.sh SEED": "a teacher and a student training (tens of minutes); test_promptkd runs both",
     "python -m ril_tools.build ... --seeds 0 1 2 --shots 1 2 4 8 16": "a shape, not a command; test_ril_union builds one",
     "python -m ril_tools.student_features --table TABLE --root DATA ...": "a shape; test_fdbpl_cached runs it",
