@@ -25,9 +25,9 @@ from ril_tools.replay import (
     LABEL_MODES,
     build_ril_loader,
     flatten_crops,
-    open_ril_table,
     teacher_targets,
 )
+from ril_tools.table_check import open_ril_table
 from trainers.coop import CoOp, coop_prompt_learner
 from trainers.losses import DIFF1_FORMS, fdbpl_total_loss
 

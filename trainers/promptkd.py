@@ -225,7 +225,8 @@ class PromptKD(ClipPromptTrainer):
     def setup_table(self, teacher):
         """Open the table with FDBPL's checks (images, classes, prompt strings), check it is this prompted
         teacher's (backbone weights, prompts), and make its replay loader the training loader."""
-        from ril_tools.replay import build_ril_loader, open_ril_table
+        from ril_tools.replay import build_ril_loader
+        from ril_tools.table_check import open_ril_table
 
         cfg = self.cfg
         train_x = self.dm.dataset.train_x
@@ -278,7 +279,7 @@ class PromptKD(ClipPromptTrainer):
 
 def table_build_command(cfg, path):
     """The ``python -m ril_tools.build`` command that builds this run's table from its prompted teacher."""
-    from ril_tools.replay import rebuild_command
+    from ril_tools.table_check import rebuild_command
 
     node = cfg.TRAINER.PROMPTKD
     manifest = {"teacher": {"name": str(node.TEACHER), "prompts_checkpoint": str(node.TEACHER_CKPT),
