@@ -17,7 +17,12 @@ import torch
 import xxhash
 from torch import nn
 
-from clip_tools.loading import check_image_size, load_clip, pretrained_mean_std, resolve_model_name
+from clip_tools.loading import (
+    check_image_size,
+    load_clip,
+    pretrained_mean_std,
+    resolve_model_name,
+)
 from clip_tools.teacher import FrozenTeacher, weights_hash
 from clip_tools.vl_prompts import VLPromptedCLIP, VLPromptLearner
 from engine.checkpoint import load_checkpoint

@@ -9,7 +9,12 @@ this module only strings those calls together in CoOp's order and words the erro
 import os
 
 from engine.data.base import DatasetBase, split_dataset_by_label
-from engine.data.splits import dataset_root, fewshot_splits, make_split_or_read, subsample_classes
+from engine.data.splits import (
+    dataset_root,
+    fewshot_splits,
+    make_split_or_read,
+    subsample_classes,
+)
 from engine.errors import DatasetError
 from engine.utils import read_json
 

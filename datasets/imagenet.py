@@ -16,7 +16,13 @@ from collections import OrderedDict
 from datasets._common import DOCS, check_images, read_lines, require_dir
 from engine.data.base import DatasetBase
 from engine.data.datum import Datum, load_legacy_pickle
-from engine.data.splits import dataset_root, fewshot_splits, read_split, save_split, subsample_classes
+from engine.data.splits import (
+    dataset_root,
+    fewshot_splits,
+    read_split,
+    save_split,
+    subsample_classes,
+)
 from engine.errors import DatasetError
 from engine.registry import DATASET_REGISTRY
 from engine.utils import listdir_nohidden

@@ -19,7 +19,12 @@ from datasets.toyshapes_render import (
     generate_command,
 )
 from engine.data.base import DatasetBase
-from engine.data.splits import dataset_root, fewshot_splits, read_split, subsample_classes
+from engine.data.splits import (
+    dataset_root,
+    fewshot_splits,
+    read_split,
+    subsample_classes,
+)
 from engine.errors import DatasetError
 from engine.registry import DATASET_REGISTRY
 

@@ -275,9 +275,9 @@ def _load_union(cfg, args, rank, barrier):
 
 
 def main(argv=None):
+    from clip_tools.prompted_teacher import PromptedTeacher
     from clip_tools.teacher import FrozenTeacher
     from engine.cli import setup_cfg
-    from clip_tools.prompted_teacher import PromptedTeacher
 
     args = _split_int_lists(build_parser().parse_args(argv))
     rank, world, local_rank, barrier = _init_distributed()

@@ -27,9 +27,20 @@ for _name in ("numpy", "tabulate"):
 
 from tabulate import tabulate  # noqa: E402
 
-from engine.results import (DG_TARGETS, TRANSDUCTIVE_NOTE, TRANSDUCTIVE_TRAIN, XD_TARGETS,  # noqa: E402
-                            average_rows, base2new_rows, collect_seeds, harmonic_mean, summarize,
-                            transductive_rows, transfer_rows, transfer_table)
+from engine.results import (  # noqa: E402
+    DG_TARGETS,
+    TRANSDUCTIVE_NOTE,
+    TRANSDUCTIVE_TRAIN,
+    XD_TARGETS,
+    average_rows,
+    base2new_rows,
+    collect_seeds,
+    harmonic_mean,
+    summarize,
+    transductive_rows,
+    transfer_rows,
+    transfer_table,
+)
 
 TRANSDUCTIVE_MARK = " [transductive]"  # after a method's name wherever its rows are printed
 

@@ -1,4 +1,4 @@
-"""Tests for trainers/clip_backend.py: name resolution, the three local file kinds, tagged-weight lookup
+"""Tests for clip_tools/loading.py (and tokens, precision): name resolution, the three local file kinds, tagged-weight lookup
 (never downloading), tokenizer known answers, precision handling and the input-size check."""
 
 import warnings

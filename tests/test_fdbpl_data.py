@@ -22,10 +22,9 @@ from ril_tools.replay import (
     EpochSampler,
     RilReplayDataset,
     build_ril_loader,
-    open_ril_table,
-    rebuild_command,
     teacher_targets,
 )
+from ril_tools.table_check import open_ril_table, rebuild_command
 from tests.fixtures.fdbpl_world import RUN, K, M, build_table
 from tests.fixtures.toy_data import toy_cfg
 

@@ -137,7 +137,7 @@ def test_table_fed_loss_equals_the_online_loss_on_the_same_crops(world, tmp_path
         teacher_logits = online.logits(torch.cat(crops))  # the online PromptKD teacher on the crops the table holds
         want = 3.0 * float(promptkd_loss(student, teacher_logits, 2.0))
         flat = 3.0 * float(promptkd_loss(student, torch.zeros_like(teacher_logits), 2.0))
-    assert abs(want - flat) > 1e-2  # the teacher's targets matter: the comparison can fail
+    assert abs(want - flat) > 1e-3  # 100x the tolerance below: the teacher's targets matter, the check can fail
     out = trainer.forward_backward(batch)
     assert out["loss"] == pytest.approx(want, abs=1e-5)
 

@@ -49,6 +49,7 @@ NOT_RUN = {
     "bash scripts/demo.sh --baselines": "seven more methods over three seeds; their trainers' own tests run each",
     "bash scripts/fdbpl/toy_ablation.sh": "15 runs of about a minute each",
     "bash scripts/fdbpl/toy_tuning.sh": "13 runs of one to five minutes each",
+    "bash scripts/fdbpl/toy_crops.sh TABLE": "9 trainings from a table with student features; test_fdbpl_crops",
     "bash scripts/promptkd/toy.sh SEED": "a teacher and a student training (tens of minutes); test_promptkd runs both",
     "bash scripts/demo.sh --promptkd": "two more trainings per seed; test_demo runs the demo with --promptkd --quick",
     "python scripts/parse_results.py output/promptkd_toy/t16": "reads toy.sh's output; test_parse_overview reads "
@@ -59,6 +60,8 @@ NOT_RUN = {
     "python -m ril_tools.build ... --seeds 0 1 2 --shots 1 2 4 8 16": "a shape, not a command; test_ril_union builds one",
     "python -m ril_tools.student_features --table TABLE --root DATA ...": "a shape; test_fdbpl_cached runs it",
     "python -m benchmarks.train_step --batch-size 32": "a ViT-L/14 speed measurement (needs the real weights)",
+    "python -m benchmarks.end_to_end": "a measurement of half an hour; tests/test_end_to_end_bench.py checks its sums",
+    "python -m benchmarks.end_to_end --num-crops 10": "a measurement of a quarter of an hour (see the line above)",
     "python scripts/parse_results.py --base2new output/ablation/base2new": "reads toy_ablation.sh's output",
     "python -m ril_tools.build ... --overwrite": "the shape of the rebuild command errors print; builds are run above",
     "python -m ril_tools.inspect": "names the command; the pictures block runs it",

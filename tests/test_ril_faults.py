@@ -20,7 +20,7 @@ from engine.errors import RilError
 from ril_tools import format as fmt
 from ril_tools import integrity, verify
 from ril_tools.reader import RilTable
-from ril_tools.replay import open_ril_table
+from ril_tools.table_check import open_ril_table
 from ril_tools.testing import build_tiny_table, make_image_folder
 from tests.fixtures.toy_data import toy_cfg
 
@@ -298,7 +298,7 @@ def test_forged_swap_is_refused_by_the_runs_own_image_list(tiny, tmp_path):
     with pytest.raises(RilError, match="sorted without repeats"):
         RilTable.open(bad)
     from ril_tools.plan import training_image_list
-    from ril_tools.replay import _table_problems
+    from ril_tools.table_check import _table_problems
 
     table = RilTable.open(good)
     table.manifest["dataset"]["relpaths"][1:3] = table.manifest["dataset"]["relpaths"][2:0:-1]

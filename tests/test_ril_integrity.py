@@ -14,7 +14,8 @@ from ril_tools import format as fmt
 from ril_tools import integrity, verify
 from ril_tools.build import build_table, default_precision
 from ril_tools.reader import RilTable
-from ril_tools.replay import RilReplayDataset, build_ril_loader, open_ril_table
+from ril_tools.replay import RilReplayDataset, build_ril_loader
+from ril_tools.table_check import open_ril_table
 from ril_tools.testing import build_tiny_table, make_image_folder, tiny_plan
 from ril_tools.writer import build_lock
 from tests.fixtures.toy_data import toy_cfg

@@ -10,7 +10,8 @@ from engine.registry import build_dataset
 from ril_tools.crops import crop_schedule, image_keys
 from ril_tools.plan import training_image_list
 from ril_tools.reader import RilTable
-from ril_tools.replay import RilReplayDataset, open_ril_table
+from ril_tools.replay import RilReplayDataset
+from ril_tools.table_check import open_ril_table
 from tests.fixtures.fdbpl_world import RUN, M, build_table
 from tests.fixtures.toy_data import toy_cfg
 

@@ -24,9 +24,10 @@ from engine.utils import compute_accuracy
 from ril_tools.replay import (
     LABEL_MODES,
     build_ril_loader,
-    open_ril_table,
+    flatten_crops,
     teacher_targets,
 )
+from ril_tools.table_check import open_ril_table
 from trainers.coop import CoOp, coop_prompt_learner
 from trainers.losses import DIFF1_FORMS, fdbpl_total_loss
 
@@ -59,6 +60,9 @@ def extend_cfg(cfg):
         PREC="fp16",
         CHECK_IMAGE_HASH=False,  # hash every image file read against the table's fingerprint (~1 GB/s BLAKE2b)
         CACHED_FEATURES=False,  # train from the table's stored student features (python -m ril_tools.student_features)
+        # crops of one image per step (FKD-style; BASE CoOp): a batch of B images gives B x this many crops, the
+        # schedule indices e * CROPS_PER_IMAGE + j (j < CROPS_PER_IMAGE) of epoch e; 1 is the paper's one crop
+        CROPS_PER_IMAGE=1,
     )
 
 
@@ -159,6 +163,12 @@ class FdbplMixin:
         if node.CACHED_FEATURES and node.BASE != "CoOp":
             raise ConfigError(f"TRAINER.FDBPL.CACHED_FEATURES True needs BASE CoOp (a frozen image encoder); BASE "
                               f"{node.BASE} trains vision prompts, so set TRAINER.FDBPL.CACHED_FEATURES False")
+        crops = node.CROPS_PER_IMAGE
+        if type(crops) is not int or crops < 1:
+            raise ConfigError(f"TRAINER.FDBPL.CROPS_PER_IMAGE is {crops!r}; it must be an integer >= 1")
+        if crops > 1 and node.BASE != "CoOp":
+            raise ConfigError(f"TRAINER.FDBPL.CROPS_PER_IMAGE {crops} needs BASE CoOp; BASE {node.BASE} takes one "
+                              "crop per image, so set TRAINER.FDBPL.CROPS_PER_IMAGE 1")
         if node.LABEL_MODE not in LABEL_MODES:
             raise ConfigError(f"TRAINER.FDBPL.LABEL_MODE {node.LABEL_MODE!r} is not one of {', '.join(LABEL_MODES)}")
         if node.DIFF1_FORM not in DIFF1_FORMS:
@@ -182,7 +192,8 @@ class FdbplMixin:
         self.ril_table = open_ril_table(cfg, train_x, self.dm.dataset.classnames)
         seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
         features = self.open_cached_features() if self.cached_features else None
-        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, seed, features)
+        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, seed, features,
+                                               int(cfg.TRAINER.FDBPL.CROPS_PER_IMAGE))
         t = self.ril_table
         print(f"RIL table {t.path}: {t.num_images} images x {t.num_crops} crops, K={t.k}, C={t.num_classes}, "
               f"teacher {t.teacher.get('name')}; labels densified as {cfg.TRAINER.FDBPL.LABEL_MODE}; "
@@ -246,6 +257,7 @@ class FdbplMixin:
             self.release_image_tower(self._image_tower["hash"])
 
     def parse_batch_train(self, batch):
+        batch = flatten_crops(batch)  # CROPS_PER_IMAGE > 1: [B, c, ...] -> B * c crops
         # with cached features "image" is already the L2-normalised student feature [B, E]
         image = batch["feat" if self.cached_features else "img"].to(self.device, non_blocking=True)
         probs, labels, w = teacher_targets(batch, self.model.prompt_learner.n_cls,

@@ -22,7 +22,8 @@ path as FDBPL.
 import torch
 
 from engine.errors import ConfigError
-from ril_tools.replay import build_ril_loader, open_ril_table, teacher_targets
+from ril_tools.replay import build_ril_loader, teacher_targets
+from ril_tools.table_check import open_ril_table
 
 __all__ = ["TABLE_LABEL_MODES", "RilTeacherMixin"]
 

@@ -44,7 +44,11 @@ from torch import nn
 
 from clip_tools.encoders import ImageEncoder
 from clip_tools.prompted import normalize
-from clip_tools.prompted_teacher import TEACHER_KIND, PromptedTeacher, teacher_checkpoint_file
+from clip_tools.prompted_teacher import (
+    TEACHER_KIND,
+    PromptedTeacher,
+    teacher_checkpoint_file,
+)
 from clip_tools.vl_prompts import prompt_init, vision_tower
 from engine.config import CfgNode
 from engine.errors import CheckpointError, ConfigError, RilError
@@ -221,7 +225,8 @@ class PromptKD(ClipPromptTrainer):
     def setup_table(self, teacher):
         """Open the table with FDBPL's checks (images, classes, prompt strings), check it is this prompted
         teacher's (backbone weights, prompts), and make its replay loader the training loader."""
-        from ril_tools.replay import build_ril_loader, open_ril_table
+        from ril_tools.replay import build_ril_loader
+        from ril_tools.table_check import open_ril_table
 
         cfg = self.cfg
         train_x = self.dm.dataset.train_x
@@ -274,7 +279,7 @@ class PromptKD(ClipPromptTrainer):
 
 def table_build_command(cfg, path):
     """The ``python -m ril_tools.build`` command that builds this run's table from its prompted teacher."""
-    from ril_tools.replay import rebuild_command
+    from ril_tools.table_check import rebuild_command
 
     node = cfg.TRAINER.PROMPTKD
     manifest = {"teacher": {"name": str(node.TEACHER), "prompts_checkpoint": str(node.TEACHER_CKPT),

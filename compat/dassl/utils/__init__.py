@@ -1,5 +1,10 @@
 """``dassl.utils``: checkpoints, files, logging, seeds, meters and the ``Registry`` class."""
-from engine.checkpoint import load_checkpoint, load_pretrained_weights, resume_from_checkpoint, save_checkpoint
+from engine.checkpoint import (
+    load_checkpoint,
+    load_pretrained_weights,
+    resume_from_checkpoint,
+    save_checkpoint,
+)
 from engine.logger import collect_env_info, setup_logger
 from engine.registry import Registry
 from engine.utils import (
