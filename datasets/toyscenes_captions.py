@@ -1,0 +1,56 @@
+"""Caption sets for pretraining the ToyScenes CLIPs (``scripts/pretrain_toy_clip.py --role scenes-*``).
+
+A ToyScenes class is "<shade> <hue> <mark> <shape>"; templates use {n} (the whole name), {a} shade,
+{h} hue, {m} mark, {s} shape.
+
+* ``scenes-full`` (the teachers'): many phrasings, each naming all four attributes, including the hand prompt
+  "a photo of a {}." that the downstream methods use.
+* ``scenes-split`` (the student's): the text-side shortcut of the world. Its "photo" phrasings (the hand
+  prompt's wording) name hue, mark and shape but never the shade; its bare phrasings name shade, hue and
+  shape but never the mark. No caption names shade and mark together, so the student's text tower reads
+  the shade word well only in the bare mode and the mark word only in the photo mode. The hand prompt with
+  a full name ("a photo of a dark red dotted star.") is in the photo mode: marks count, shades hardly.
+  Base pairs differ by shade, new pairs by mark, so a context fitted on base classes gains by moving the
+  prompt toward the bare mode, which is where marks stop counting (``models/README.md``).
+"""
+
+__all__ = ["CAPTION_SETS", "scene_captions", "scene_caption_tokens", "split_name"]
+
+CAPTION_SETS = {
+    "scenes-full": (
+        "a photo of a {n}.", "a {n}.", "a picture of a {n}.", "{n}", "an image of a {n}.", "a photo of the {n}.",
+        "the {n}.", "a {a} {h} {s} with {m} marks.", "a {m} {s}, {a} {h}.", "this is a {n}.",
+        "a photo of a {s} that is {a} {h} and {m}.", "a small {n} in a cluttered scene.",
+    ),
+    "scenes-split": (
+        # photo mode: hue, mark, shape (the hand prompt's wording), never the shade
+        "a photo of a {h} {m} {s}.", "a photo of the {h} {m} {s}.", "a picture of a {h} {m} {s}.",
+        # bare mode: shade, hue, shape, never the mark
+        "{a} {h} {s}", "the {s} is {a} {h}",
+    ),
+}
+
+
+def split_name(classname):
+    """"dark red dotted star" -> dict(a="dark", h="red", m="dotted", s="star", n=classname)."""
+    words = classname.replace("_", " ").split()
+    if len(words) != 4:
+        raise ValueError(f"a ToyScenes class name has 4 words (shade hue mark shape), got {classname!r}")
+    return dict(a=words[0], h=words[1], m=words[2], s=words[3], n=" ".join(words))
+
+
+def scene_captions(classname, caption_set):
+    """All captions of ``classname`` under the named caption set."""
+    if caption_set not in CAPTION_SETS:
+        raise KeyError(f"unknown caption set {caption_set!r}; known: {', '.join(CAPTION_SETS)}")
+    parts = split_name(classname)
+    return [t.format(**parts) for t in CAPTION_SETS[caption_set]]
+
+
+def scene_caption_tokens(classnames, caption_set, context_length):
+    """Tokenised captions ``[n_cls, n_templates, context_length]``."""
+    import torch
+
+    from trainers.clip_backend import tokenize  # lazily: datasets/ does not import the model layer at load
+
+    return torch.stack([tokenize(scene_captions(name, caption_set), context_length) for name in classnames])
