@@ -24,7 +24,7 @@ __all__ = ["ToyScenes", "ToyScenesSketch", "ToyScenesNight", "ToyScenesPalette",
            "ensure_toyscenes", "CLASSNAMES", "NUM_BASE"]
 
 
-def ensure_toyscenes(root, size=64, train=40, val=10, test=30, seed=0, variant="clean", verbose=True):
+def ensure_toyscenes(root, size=64, train=60, val=10, test=30, seed=0, variant="clean", verbose=True):
     """Generate a ToyScenes variant under ``root`` unless it is already there with these arguments."""
     return generate(root, size=size, train=train, val=val, test=test, seed=seed, variant=variant, verbose=verbose)
 

@@ -33,7 +33,7 @@ arguments, not on generation order. Layout (CoOp's): ``ROOT/<folder>/images/<dar
 ``ROOT/<folder>/split_<folder>.json`` and ``ROOT/<folder>/manifest.json`` (the arguments; a second run with
 the same arguments does nothing, with different ones it regenerates). Uses only NumPy and PIL.
 
-    python -m datasets.toyscenes_render --root DATA [--variant clean] [--train 40 --val 10 --test 30] [--seed 0]
+    python -m datasets.toyscenes_render --root DATA [--variant clean] [--train 60 --val 10 --test 30] [--seed 0]
 """
 
 import argparse
@@ -361,7 +361,7 @@ def _manifest(args):
             "classnames": list(classnames_of(args["variant"]))}
 
 
-def is_generated(root, size=64, train=40, val=10, test=30, seed=0, variant="clean"):
+def is_generated(root, size=64, train=60, val=10, test=30, seed=0, variant="clean"):
     path = os.path.join(root, dataset_dir_of(variant), MANIFEST_FILE)
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -377,7 +377,7 @@ def _write_text(path, text):
     os.replace(tmp, path)
 
 
-def generate(root, size=64, train=40, val=10, test=30, seed=0, variant="clean", verbose=True):
+def generate(root, size=64, train=60, val=10, test=30, seed=0, variant="clean", verbose=True):
     """Write one ToyScenes variant under ``root/<folder>`` (skipped if already there with these arguments)."""
     if size < 32 or size % 8 or min(train, val, test) < 1:
         raise ValueError(f"ToyScenes needs size >= 32 (a multiple of 8) and at least 1 image per split; got "
@@ -423,7 +423,7 @@ def main(argv=None):
     p.add_argument("--root", required=True, help="dataset root (DATASET.ROOT / --root of train.py)")
     p.add_argument("--variant", default="clean", choices=VARIANTS, help="rendering / class set (default clean)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    p.add_argument("--train", type=int, default=40, help="train images per class (default 40)")
+    p.add_argument("--train", type=int, default=60, help="train images per class (default 60)")
     p.add_argument("--val", type=int, default=10, help="val images per class (default 10)")
     p.add_argument("--test", type=int, default=30, help="test images per class (default 30)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
