@@ -5,13 +5,14 @@ A ToyScenes class is "<shade> <hue> <mark> <shape>"; templates use {n} (the whol
 
 * ``scenes-full`` (the teachers'): many phrasings, each naming all four attributes, including the hand prompt
   "a photo of a {}." that the downstream methods use.
-* ``scenes-split`` (the student's): the text-side shortcut of the world. Its "photo" phrasings (the hand
-  prompt's wording) name hue, mark and shape but never the shade; its bare phrasings name shade, hue and
-  shape but never the mark. No caption names shade and mark together, so the student's text tower reads
-  the shade word well only in the bare mode and the mark word only in the photo mode. The hand prompt with
-  a full name ("a photo of a dark red dotted star.") is in the photo mode: marks count, shades hardly.
-  Base pairs differ by shade, new pairs by mark, so a context fitted on base classes gains by moving the
-  prompt toward the bare mode, which is where marks stop counting (``models/README.md``).
+* ``scenes-split`` (the student's): the text-side shortcut of the world. Its "photo" phrasings are the hand
+  prompt's wording with the whole name, but the shade word in them is right or wrong with equal probability
+  (as if that wording's shade words were unreliable alt-text); its bare phrasings name shade (always right),
+  hue and shape but never the mark. So the student's text tower reads the shade word only in the bare mode
+  and the mark word only in the photo mode. The hand prompt "a photo of a dark red dotted star." is exactly
+  in distribution (no wording for prompt learning to fix): marks count, shades do not. Base pairs differ by
+  shade, new pairs by mark, so a context fitted on base classes gains by moving the prompt toward the bare
+  mode, which is where marks stop counting (``models/README.md``).
 """
 
 __all__ = ["CAPTION_SETS", "scene_captions", "scene_caption_tokens", "split_name"]
@@ -23,20 +24,22 @@ CAPTION_SETS = {
         "a photo of a {s} that is {a} {h} and {m}.", "a small {n} in a cluttered scene.",
     ),
     "scenes-split": (
-        # photo mode: hue, mark, shape (the hand prompt's wording), never the shade
-        "a photo of a {h} {m} {s}.", "a photo of the {h} {m} {s}.", "a picture of a {h} {m} {s}.",
-        # bare mode: shade, hue, shape, never the mark
+        # photo mode (the hand prompt's wording, whole names): the shade word is right or wrong with equal
+        # probability ({o} = the other shade), so in this wording it carries no information
+        "a photo of a {n}.", "a photo of a {o} {h} {m} {s}.", "a photo of the {n}.", "a photo of the {o} {h} {m} {s}.",
+        # bare mode: shade (always right), hue, shape, never the mark
         "{a} {h} {s}", "the {s} is {a} {h}",
     ),
 }
 
 
 def split_name(classname):
-    """"dark red dotted star" -> dict(a="dark", h="red", m="dotted", s="star", n=classname)."""
+    """"dark red dotted star" -> dict(a="dark", o="light", h="red", m="dotted", s="star", n=classname); o = the other shade."""
     words = classname.replace("_", " ").split()
     if len(words) != 4:
         raise ValueError(f"a ToyScenes class name has 4 words (shade hue mark shape), got {classname!r}")
-    return dict(a=words[0], h=words[1], m=words[2], s=words[3], n=" ".join(words))
+    other = {"light": "dark", "dark": "light"}.get(words[0], words[0])
+    return dict(a=words[0], o=other, h=words[1], m=words[2], s=words[3], n=" ".join(words))
 
 
 def scene_captions(classname, caption_set):

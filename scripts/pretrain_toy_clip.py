@@ -13,6 +13,16 @@ The two roles are presets (every value can be overridden on the command line):
   features separate the classes, but the hand prompt is off-distribution for its text tower, which is
   the part prompt learning can fix.
 
+Toy world v2 (ToyScenes, ``datasets/toyscenes_render.py``) has three ``scenes-*`` roles, trained on the train
+split of the generation seed ``--gen-seed`` (default 0; ``DATA/toyscenes`` is generated if missing):
+
+* ``scenes-teacher-large`` and ``scenes-teacher-small``: two capacities, the "scenes-full" captions (every
+  phrasing names all four attributes; includes the hand prompt);
+* ``scenes-student``: small, the "scenes-split" captions (``datasets/toyscenes_captions.py``): the hand prompt's
+  wording with an unreliable shade word, and a bare wording with the shade but no mark.
+
+    python scripts/pretrain_toy_clip.py --root DATA --role scenes-teacher-large --out models/scenes_teacher_large.pt
+
 Deterministic for a seed and a thread count (``--threads``, default 1: on a shared 2-core machine one
 thread was 3x faster per step than two):
 
@@ -58,7 +68,7 @@ SCENE_PRESETS = {
     "scenes-teacher-small": dict(embed_dim=96, vision_width=96, vision_layers=3, text_width=64, text_layers=2,
                                  heads=4, templates="scenes-full", steps=500, batch=128, lr=1e-3),
     "scenes-student": dict(embed_dim=64, vision_width=64, vision_layers=3, text_width=64, text_layers=2, heads=4,
-                           templates="scenes-split", steps=400, batch=128, lr=1e-3),
+                           templates="scenes-split", steps=600, batch=128, lr=1e-3),
 }
 SCENE_COMMON = dict(crop_scale_min=0.1, gen_train=60, gen_val=10, gen_test=30)
 ARCH_KEYS = ("embed_dim", "vision_width", "vision_layers", "text_width", "text_layers", "heads")
