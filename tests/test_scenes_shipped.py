@@ -21,9 +21,9 @@ MODELS = os.path.join(REPO, "models")
 NAMES = ("scenes_teacher_large.pt", "scenes_teacher_small.pt", "scenes_student.pt")
 ROLES = {"scenes_teacher_large.pt": "scenes-teacher-large", "scenes_teacher_small.pt": "scenes-teacher-small",
          "scenes_student.pt": "scenes-student"}
-# Floors on the fresh 3-images-per-class split (measured values: models/README.md); they leave room for the
-# noise of a 96-image half.
-FLOORS = {"teacher_base": 40.0, "teacher_new": 40.0, "student_base": 10.0, "student_new": 10.0, "gap": 5.0}
+# Floors on the fresh 3-images-per-class split (measured there: teacher-large 74.0 / 77.1, student 30.2 / 59.4 base /
+# new; models/README.md); chance is 3.1%. "gap" is criterion 1 of issue 15 (teacher >= student + 10 points).
+FLOORS = {"teacher_base": 50.0, "teacher_new": 50.0, "student_base": 15.0, "student_new": 15.0, "gap": 10.0}
 
 
 def _readme_hashes():
