@@ -83,7 +83,8 @@ class Criteria:
         from datasets.toyscenes import ensure_toyscenes
 
         t = time.time()
-        ensure_toyscenes(self.args.root, seed=self.args.gen_seed, verbose=False)
+        a = self.args
+        ensure_toyscenes(a.root, seed=a.gen_seed, train=a.train, val=a.val, test=a.test, verbose=False)
         log(f"[data] ToyScenes, generation seed {self.args.gen_seed}, at {self.args.root} ({time.time() - t:.0f} s)")
 
     def zero_shot(self):
@@ -202,6 +203,9 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", required=True, help="output folder (runs, table, criteria.json)")
     p.add_argument("--shots", type=int, default=16)
+    p.add_argument("--train", type=int, default=60, help="images per class generated for train (as pretraining)")
+    p.add_argument("--val", type=int, default=10)
+    p.add_argument("--test", type=int, default=30)
     p.add_argument("--num-crops", type=int, default=32, help="crops per image of the criterion-4 table")
     p.add_argument("--split", choices=("test", "val"), default="test", help="evaluation split (val: tuning)")
     p.add_argument("--teacher", default=MODELS["teacher"])
