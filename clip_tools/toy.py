@@ -89,11 +89,14 @@ def used_token_ids(texts):
 # --------------------------------------------------------------------------------------------- images
 
 
-def load_split_tensors(dataset_dir, split):
-    """Images of one split of a generated ToyShapes folder -> ``(uint8 [N, 3, H, W], labels long [N])``."""
+def load_split_tensors(dataset_dir, split, split_file="split_toyshapes.json"):
+    """Images of one split of a generated ToyShapes folder -> ``(uint8 [N, 3, H, W], labels long [N])``.
+
+    ``split_file``: the split JSON's name in ``dataset_dir`` (another toy world's, e.g. "split_toyscenes.json").
+    """
     from PIL import Image  # only needed here
 
-    path = os.path.join(dataset_dir, "split_toyshapes.json")
+    path = os.path.join(dataset_dir, split_file)
     if not os.path.isfile(path):
         raise DatasetError(f"{path} is missing; generate ToyShapes with: "
                            f"python -m datasets.toyshapes_render --root {os.path.dirname(dataset_dir)}")

@@ -13,6 +13,16 @@ The two roles are presets (every value can be overridden on the command line):
   features separate the classes, but the hand prompt is off-distribution for its text tower, which is
   the part prompt learning can fix.
 
+Toy world v2 (ToyScenes, ``datasets/toyscenes_render.py``) has three ``scenes-*`` roles, trained on the train
+split of the generation seed ``--gen-seed`` (default 0; ``DATA/toyscenes`` is generated if missing):
+
+* ``scenes-teacher-large`` and ``scenes-teacher-small``: two capacities, the "scenes-full" captions (every
+  phrasing names all four attributes; includes the hand prompt);
+* ``scenes-student``: small, the "scenes-split" captions (``clip_tools/toy_captions.py``): the hand prompt's
+  wording with an unreliable shade word, and a bare wording with the shade but no mark.
+
+    python scripts/pretrain_toy_clip.py --root DATA --role scenes-teacher-large --out models/scenes_teacher_large.pt
+
 Deterministic for a seed and a thread count (``--threads``, default 1: on a shared 2-core machine one
 thread was 3x faster per step than two):
 
@@ -49,6 +59,7 @@ from clip_tools.toy import (
     pack_clip_file,
     random_resized_crops,
 )
+from clip_tools.toy_captions import CAPTION_SETS, scene_caption_tokens, scene_captions
 from datasets.toyshapes import CLASSNAMES, NUM_BASE, ensure_toyshapes
 
 # Architecture keys are build_tiny_clip's arguments.
@@ -58,6 +69,18 @@ PRESETS = {
     "student": dict(embed_dim=64, vision_width=128, vision_layers=4, text_width=64, text_layers=2, heads=4,
                     templates="narrow", steps=500, batch=128, lr=1e-3),
 }
+# Toy world v2 (ToyScenes, datasets/toyscenes_render.py): two teachers of different capacity and a student whose
+# captions split the attributes into two phrasing modes (clip_tools/toy_captions.py). Crops down to 10% of
+# the area, so the models also see crops that miss the (often small) object.
+SCENE_PRESETS = {
+    "scenes-teacher-large": dict(embed_dim=128, vision_width=128, vision_layers=4, text_width=96, text_layers=2,
+                                 heads=4, templates="scenes-full", steps=700, batch=128, lr=1e-3),
+    "scenes-teacher-small": dict(embed_dim=96, vision_width=96, vision_layers=3, text_width=64, text_layers=2,
+                                 heads=4, templates="scenes-full", steps=500, batch=128, lr=1e-3),
+    "scenes-student": dict(embed_dim=64, vision_width=64, vision_layers=3, text_width=64, text_layers=2, heads=4,
+                           templates="scenes-split", steps=600, batch=128, lr=1e-3),
+}
+SCENE_COMMON = dict(crop_scale_min=0.1, gen_train=60, gen_val=10, gen_test=30)
 ARCH_KEYS = ("embed_dim", "vision_width", "vision_layers", "text_width", "text_layers", "heads")
 COMMON = dict(image_size=64, patch_size=8, context_length=24, crop_scale_min=0.35, weight_decay=0.1,
               warmup=0.05, eval_every=100)
@@ -66,7 +89,8 @@ COMMON = dict(image_size=64, patch_size=8, context_length=24, crop_scale_min=0.3
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", required=True, help="dataset root holding toyshapes/ (generated at 64 px if missing)")
-    p.add_argument("--role", required=True, choices=sorted(PRESETS))
+    p.add_argument("--role", required=True, choices=sorted(PRESETS) + sorted(SCENE_PRESETS),
+                   help="teacher/student: ToyShapes (v1); scenes-*: ToyScenes (toy world v2)")
     p.add_argument("--out", required=True, help="output .pt file (packed fdbpl-clip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (results depend on it)")
@@ -74,13 +98,17 @@ def parse_args(argv=None):
         p.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
     for key in ("lr", "weight_decay", "warmup", "crop_scale_min"):
         p.add_argument(f"--{key.replace('_', '-')}", type=float, default=None)
-    p.add_argument("--templates", choices=sorted(TEMPLATE_SETS), default=None)
+    p.add_argument("--templates", choices=sorted(TEMPLATE_SETS) + sorted(CAPTION_SETS), default=None)
+    p.add_argument("--gen-seed", type=int, default=0, help="ToyScenes generation seed (scenes-* roles)")
     return p.parse_args(argv)
 
 
 def settings_of(args):
     """Preset of the role, common defaults, then every option given on the command line."""
-    s = dict(COMMON, **PRESETS[args.role])
+    if args.role in SCENE_PRESETS:
+        s = dict(COMMON, **SCENE_COMMON, **SCENE_PRESETS[args.role], world="toyscenes", gen_seed=args.gen_seed)
+    else:
+        s = dict(COMMON, **PRESETS[args.role])
     for key in list(s):
         value = getattr(args, key, None)
         if value is not None:
@@ -116,6 +144,27 @@ def contrastive_loss(img, txt, labels, logit_scale):
 
 
 @torch.no_grad()
+def evaluate_scenes(model, images, labels, s):
+    """ToyScenes: hand-prompt zero-shot accuracy on all/base/new, and how often the near-duplicate is the error."""
+    from datasets.toyscenes_render import CLASSNAMES as SCENE_NAMES
+    from datasets.toyscenes_render import NUM_BASE as SCENE_BASE
+
+    model.eval()
+    feats = encode_images(model, images)
+    hand = class_text_features(model, SCENE_NAMES, "a photo of a {}.")
+    base, new = range(SCENE_BASE), range(SCENE_BASE, len(SCENE_NAMES))
+    out = {"all": accuracy(feats, labels, hand), "base": accuracy(feats, labels, hand, base),
+           "new": accuracy(feats, labels, hand, new)}
+    # accuracy within each near-duplicate pair (2-way): what the shade / the mark alone decide
+    pred = (feats @ hand.t()).view(len(feats), -1, 2).argmax(-1)  # [N, pairs]
+    within = (pred[torch.arange(len(labels)), labels // 2] == labels % 2).float()
+    out["pair_base"] = 100.0 * within[labels < SCENE_BASE].mean().item()
+    out["pair_new"] = 100.0 * within[labels >= SCENE_BASE].mean().item()
+    model.train()
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+@torch.no_grad()
 def evaluate(model, images, labels, s):
     """Zero-shot accuracy on all/base/new classes with the hand prompt, and with a training caption."""
     model.eval()
@@ -135,10 +184,24 @@ def train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    dataset_dir = ensure_toyshapes(args.root, size=64, verbose=False)
-    images, labels = load_split_tensors(dataset_dir, "train")
-    val_images, val_labels = load_split_tensors(dataset_dir, "val")
-    tokens = caption_tokens(CLASSNAMES, s["templates"], s["context_length"])  # [C, T, L]
+    scenes = s.get("world") == "toyscenes"
+    if scenes:
+        from datasets.toyscenes import ensure_toyscenes
+        from datasets.toyscenes_render import CLASSNAMES as SCENE_NAMES
+        from datasets.toyscenes_render import split_file_of
+
+        dataset_dir = ensure_toyscenes(args.root, size=64, train=s["gen_train"], val=s["gen_val"],
+                                       test=s["gen_test"], seed=s["gen_seed"], verbose=False)
+        images, labels = load_split_tensors(dataset_dir, "train", split_file_of())
+        val_images, val_labels = load_split_tensors(dataset_dir, "val", split_file_of())
+        tokens = scene_caption_tokens(SCENE_NAMES, s["templates"], s["context_length"])
+        evaluate_fn = evaluate_scenes
+    else:
+        dataset_dir = ensure_toyshapes(args.root, size=64, verbose=False)
+        images, labels = load_split_tensors(dataset_dir, "train")
+        val_images, val_labels = load_split_tensors(dataset_dir, "val")
+        tokens = caption_tokens(CLASSNAMES, s["templates"], s["context_length"])  # [C, T, L]
+        evaluate_fn = evaluate
     arch_kw = {k: s[k] for k in ARCH_KEYS}
     model, arch = build_tiny_clip(seed=args.seed, image_size=s["image_size"], patch_size=s["patch_size"],
                                   context_length=s["context_length"], **arch_kw)
@@ -160,12 +223,19 @@ def train(args):
         loss.backward()
         opt.step()
         if (step + 1) % s["eval_every"] == 0 or step + 1 == s["steps"]:
-            acc = evaluate(model, val_images, val_labels, s)
+            acc = evaluate_fn(model, val_images, val_labels, s)
             history.append(dict(step=step + 1, loss=round(loss.item(), 4), val=acc))
             print(json.dumps(dict(history[-1], minutes=round((time.time() - t0) / 60, 2))), flush=True)
     model.eval()
-    keep = [c for name in CLASSNAMES for c in captions(name, "full") + captions(name, "narrow")]
-    keep += list(PROMPT_PHRASES) + list(CLASSNAMES)
+    if scenes:
+        from datasets.toyscenes_render import VARIANTS, classnames_of
+
+        names = sorted({n for v in VARIANTS for n in classnames_of(v)})  # the shifted variants' classes too
+        keep = [c for name in names for c in scene_captions(name, "scenes-full") + scene_captions(name, "scenes-split")]
+        keep += list(PROMPT_PHRASES) + names
+    else:
+        keep = [c for name in CLASSNAMES for c in captions(name, "full") + captions(name, "narrow")]
+        keep += list(PROMPT_PHRASES) + list(CLASSNAMES)
     meta = dict(role=args.role, seed=args.seed, threads=args.threads, settings=s, val_history=history,
                 command="python scripts/pretrain_toy_clip.py " + " ".join(sys.argv[1:]))
     path, digest = pack_clip_file(model, arch, args.out, keep, meta=meta)
