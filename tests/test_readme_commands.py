@@ -50,6 +50,8 @@ NOT_RUN = {
     "bash scripts/fdbpl/toy_ablation.sh": "15 runs of about a minute each",
     "bash scripts/fdbpl/toy_tuning.sh": "13 runs of one to five minutes each",
     "bash scripts/fdbpl/toy_crops.sh TABLE": "9 trainings from a table with student features; test_fdbpl_crops",
+    "python scripts/toy_world_criteria.py --root DATA --gen-seed 0 --out OUT": "about 16 min per world (3 seeds of "
+        "CoOp and CoOp_KDPL, a table build); tests/test_toy_world_criteria.py runs it on a tiny world",
     "bash scripts/promptkd/toy.sh SEED": "a teacher and a student training (tens of minutes); test_promptkd runs both",
     "bash scripts/demo.sh --promptkd": "two more trainings per seed; test_demo runs the demo with --promptkd --quick",
     "python scripts/parse_results.py output/promptkd_toy/t16": "reads toy.sh's output; test_parse_overview reads "
