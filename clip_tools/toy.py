@@ -23,11 +23,13 @@ from clip_tools.loading import save_clip_file
 from clip_tools.text_bank import class_text_features
 from clip_tools.tokens import EOT_ID, SOT_ID, bpe_encode, tokenize
 from datasets import templates as prompt_templates
+from engine.config import (  # the normalisation the downstream configs use
+    CLIP_PIXEL_MEAN,
+    CLIP_PIXEL_STD,
+)
 from engine.errors import DatasetError
 
 __all__ = [
-    "CLIP_MEAN",
-    "CLIP_STD",
     "PROMPT_PHRASES",
     "TEMPLATE_SETS",
     "accuracy",
@@ -57,8 +59,6 @@ TEMPLATE_SETS = {
 }
 # Phrases downstream methods put around class names; their tokens keep their (trained or random) rows.
 PROMPT_PHRASES = ("a photo of a", "a photo of no", "X", ".", ",")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # the normalisation the downstream configs use
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 # ------------------------------------------------------------------------------------------- captions
@@ -113,8 +113,8 @@ def load_split_tensors(dataset_dir, split, split_file="split_toyshapes.json"):
 def normalize_images(images_uint8):
     """uint8 ``[B, 3, H, W]`` -> float images normalised with CLIP's mean and std."""
     x = images_uint8.float() / 255.0
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(CLIP_PIXEL_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_PIXEL_STD).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

@@ -46,6 +46,8 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from datasets._shapes import TOYSCENES, shape_mask
+
 __all__ = [
     "SHADES", "HUES", "MARKS", "SHAPES", "XSHAPES", "VARIANTS", "CLASSES", "CLASSNAMES", "NUM_BASE",
     "classes_of", "classnames_of", "dataset_dir_of", "split_file_of", "generate", "render_image",
@@ -145,57 +147,6 @@ def generate_command(root, variant="clean"):
 # ------------------------------------------------------------------------------------------ drawing
 
 
-def _polygon(cx, cy, radii, angles, rot):
-    return [(cx + r * math.cos(a + rot), cy + r * math.sin(a + rot)) for r, a in zip(radii, angles)]
-
-
-def _shape_mask(shape, n, cx, cy, r, rot):
-    """An ``n x n`` 'L' PIL mask (255 = object) of ``shape`` centred at (cx, cy) with outer radius r."""
-    mask = Image.new("L", (n, n), 0)
-    draw = ImageDraw.Draw(mask)
-    box = (cx - r, cy - r, cx + r, cy + r)
-    if shape == "circle":
-        draw.ellipse(box, fill=255)
-    elif shape == "ring":
-        draw.ellipse(box, fill=255)
-        inner = 0.5 * r
-        draw.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=0)
-    elif shape in ("crescent", "moon"):
-        draw.ellipse(box, fill=255)
-        off = (0.55 if shape == "crescent" else 0.8) * r
-        draw.ellipse((cx - r + off * math.cos(rot), cy - r + off * math.sin(rot),
-                      cx + r + off * math.cos(rot), cy + r + off * math.sin(rot)), fill=0)
-    elif shape == "square":
-        draw.polygon(_polygon(cx, cy, [r] * 4, [math.pi / 4 + k * math.pi / 2 for k in range(4)], rot), fill=255)
-    elif shape == "diamond":
-        draw.polygon(_polygon(cx, cy, [r, 0.62 * r, r, 0.62 * r], [-math.pi / 2, 0, math.pi / 2, math.pi], rot),
-                     fill=255)
-    elif shape == "triangle":
-        draw.polygon(_polygon(cx, cy, [r] * 3, [-math.pi / 2 + k * 2 * math.pi / 3 for k in range(3)], rot), fill=255)
-    elif shape == "pentagon":
-        draw.polygon(_polygon(cx, cy, [r] * 5, [-math.pi / 2 + k * 2 * math.pi / 5 for k in range(5)], rot), fill=255)
-    elif shape == "star":
-        radii = [r if k % 2 == 0 else 0.45 * r for k in range(10)]
-        draw.polygon(_polygon(cx, cy, radii, [-math.pi / 2 + k * math.pi / 5 for k in range(10)], rot), fill=255)
-    elif shape in ("cross", "arrow", "heart"):
-        if shape == "cross":
-            w = 0.36 * r
-            pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w),
-                   (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
-        elif shape == "arrow":
-            pts = [(0, -r), (r, 0), (0.4 * r, 0), (0.4 * r, r), (-0.4 * r, r), (-0.4 * r, 0), (-r, 0)]
-        else:  # heart: a polygonised cardioid-like outline
-            ts = np.linspace(0, 2 * math.pi, 40, endpoint=False)
-            xs = 16 * np.sin(ts) ** 3
-            ys = -(13 * np.cos(ts) - 5 * np.cos(2 * ts) - 2 * np.cos(3 * ts) - np.cos(4 * ts))
-            pts = list(zip(xs * r / 17, (ys + 2) * r / 17))
-        c, s = math.cos(rot), math.sin(rot)
-        draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=255)
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-    return mask
-
-
 _MAX_ROT = {"square": 0.26, "diamond": 0.26, "cross": 0.35, "pentagon": 0.3, "heart": 0.35, "arrow": 0.4}
 
 
@@ -272,7 +223,7 @@ def _background(rng, size, variant):
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         r = rng.uniform(0.06, 0.16) * n
         cx, cy = rng.uniform(0, n, size=2)
-        m = _shape_mask(shape, n, cx, cy, r, rng.uniform(-math.pi, math.pi))
+        m = shape_mask(shape, n, cx, cy, r, rng.uniform(-math.pi, math.pi), TOYSCENES)
         colour = tone(spread * 1.5)
         if rng.uniform() < 0.5:
             m = Image.fromarray((np.asarray(m) > 0).astype(np.uint8) * 255).filter(ImageFilter.FIND_EDGES)
@@ -306,7 +257,7 @@ def render_image(cls, size, rng, variant="clean"):
     limit = _MAX_ROT.get(shape, math.pi)
     rot = rng.uniform(-limit, limit)
     n = size * _SUPERSAMPLE
-    big = _shape_mask(shape, n, cx * _SUPERSAMPLE, cy * _SUPERSAMPLE, r * _SUPERSAMPLE, rot)
+    big = shape_mask(shape, n, cx * _SUPERSAMPLE, cy * _SUPERSAMPLE, r * _SUPERSAMPLE, rot, TOYSCENES)
     fill, mark_rgb = _colours(shade, hue, variant, rng)
     pattern = _mark_pattern(mark, n, rng, _SUPERSAMPLE)
     if variant == "sketch":

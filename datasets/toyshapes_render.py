@@ -27,6 +27,8 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from datasets._shapes import TOYSHAPES, shape_mask
+
 __all__ = [
     "COLOURS",
     "SHAPES",
@@ -78,46 +80,6 @@ def generate_command(root):
 # ------------------------------------------------------------------------------------------ drawing
 
 
-def _polygon(cx, cy, radii, angles, rot):
-    return [(cx + r * math.cos(a + rot), cy + r * math.sin(a + rot)) for r, a in zip(radii, angles)]
-
-
-def _shape_mask(shape, n, cx, cy, r, rot):
-    """An ``n x n`` 'L' mask (255 = object) of ``shape`` centred at (cx, cy) with outer radius r."""
-    mask = Image.new("L", (n, n), 0)
-    draw = ImageDraw.Draw(mask)
-    box = (cx - r, cy - r, cx + r, cy + r)
-    if shape == "circle":
-        draw.ellipse(box, fill=255)
-    elif shape == "ring":
-        draw.ellipse(box, fill=255)
-        inner = 0.6 * r
-        draw.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=0)
-    elif shape == "crescent":
-        draw.ellipse(box, fill=255)
-        off = 0.55 * r
-        draw.ellipse((cx - r + off * math.cos(rot), cy - r + off * math.sin(rot),
-                      cx + r + off * math.cos(rot), cy + r + off * math.sin(rot)), fill=0)
-    elif shape == "square":
-        draw.polygon(_polygon(cx, cy, [r] * 4, [math.pi / 4 + k * math.pi / 2 for k in range(4)], rot), fill=255)
-    elif shape == "diamond":
-        draw.polygon(_polygon(cx, cy, [r, 0.6 * r, r, 0.6 * r], [-math.pi / 2, 0, math.pi / 2, math.pi], rot), fill=255)
-    elif shape == "triangle":
-        draw.polygon(_polygon(cx, cy, [r] * 3, [-math.pi / 2 + k * 2 * math.pi / 3 for k in range(3)], rot), fill=255)
-    elif shape == "star":
-        radii = [r if k % 2 == 0 else 0.42 * r for k in range(10)]
-        draw.polygon(_polygon(cx, cy, radii, [-math.pi / 2 + k * math.pi / 5 for k in range(10)], rot), fill=255)
-    elif shape == "cross":
-        w = 0.34 * r  # half arm width
-        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w),
-               (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
-        c, s = math.cos(rot), math.sin(rot)
-        draw.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=255)
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-    return mask
-
-
 # Rotation range per shape (radians): squares, diamonds and crosses stay near upright so a square
 # never becomes a diamond; the others may turn freely.
 _MAX_ROT = {"square": 0.26, "diamond": 0.26, "cross": 0.35}
@@ -151,7 +113,7 @@ def render_image(colour, shape, size, rng):
     limit = _MAX_ROT.get(shape, math.pi)
     rot = rng.uniform(-limit, limit)
     n = size * _SUPERSAMPLE
-    mask = _shape_mask(shape, n, cx * _SUPERSAMPLE, cy * _SUPERSAMPLE, r * _SUPERSAMPLE, rot)
+    mask = shape_mask(shape, n, cx * _SUPERSAMPLE, cy * _SUPERSAMPLE, r * _SUPERSAMPLE, rot, TOYSHAPES)
     mask = np.asarray(mask.resize((size, size), Image.BOX), dtype=np.float32)[..., None] / 255.0
     rgb = np.array(_RGB[colour], dtype=np.float32) * rng.uniform(0.85, 1.08) + rng.uniform(-12, 12, size=3)
     img = bg * (1.0 - mask) + np.clip(rgb, 0, 255) * mask
