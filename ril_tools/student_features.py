@@ -137,48 +137,61 @@ def load_student(cfg, device):
     return ImageEncoder(clip).to(device).eval()
 
 
-def compute_features(table, root, cfg, encoder, device, batch_size=256, dtype="float16", progress=True):
-    """Features [num_images * M, E] (``dtype``) of every crop of ``table``, replayed as training does."""
-    from clip_tools.precision import autocast
-    from engine.data.transforms import INTERPOLATION_MODES
-    from engine.utils import read_image
-    from ril_tools.replay import replay_tensor
+class _ImageCrops(torch.utils.data.Dataset):
+    """Item i = the M replayed crops of the table's image i ``[M, 3, H, W]``, exactly as training replays them
+    (``ril_tools.replay.replay_tensor``); decoded and cut in loader workers."""
 
-    size = tuple(int(s) for s in cfg.INPUT.SIZE)
-    interp = INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]
-    mean, std = list(cfg.INPUT.PIXEL_MEAN), list(cfg.INPUT.PIXEL_STD)
+    def __init__(self, table, root, cfg):
+        from engine.data.transforms import INTERPOLATION_MODES
+
+        self.table, self.root = table, root
+        self.size = tuple(int(s) for s in cfg.INPUT.SIZE)
+        self.interp = INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]
+        self.mean, self.std = list(cfg.INPUT.PIXEL_MEAN), list(cfg.INPUT.PIXEL_STD)
+
+    def __len__(self):
+        return self.table.num_images
+
+    def __getitem__(self, image_id):
+        from engine.utils import read_image
+        from ril_tools.replay import replay_tensor
+
+        m = self.table.num_crops
+        image = read_image(os.path.join(self.root, self.table.relpaths[image_id]))
+        rec = self.table.fetch(np.full(m, image_id), np.arange(m))
+        return torch.stack([replay_tensor(image, rec["box"][c], rec["flags"][c], self.size, self.interp, self.mean,
+                                          self.std) for c in range(m)])
+
+
+def compute_features(table, root, cfg, encoder, device, batch_size=256, dtype="float16", progress=True, workers=0):
+    """Features [num_images * M, E] (``dtype``) of every crop of ``table``, replayed as training does.
+
+    ``workers`` loader processes decode and cut the images (the result does not depend on it); the student runs
+    on batches of ``batch_size`` crops in the main process.
+    """
+    from clip_tools.precision import autocast
+
     m = table.num_crops
     prec = run_precision(cfg, device)
-    out, pending, rows = None, [], []
+    loader = torch.utils.data.DataLoader(_ImageCrops(table, root, cfg), batch_size=max(1, batch_size // m),
+                                         num_workers=int(workers), collate_fn=torch.cat)
+    out, row = None, 0
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=table.num_images * m, unit="crop", desc="student features", dynamic_ncols=True)
-
-    def flush():
-        nonlocal out
-        x = torch.stack(pending).to(device)
-        with torch.no_grad(), autocast(prec, device):
-            f = torch.nn.functional.normalize(encoder(x).float(), dim=-1).cpu().numpy()
-        if out is None:
-            out = np.empty((table.num_images * m, f.shape[1]), dtype=dtype)
-        out[rows] = f
-        if bar:
-            bar.update(len(rows))
-        pending.clear()
-        rows.clear()
-
-    for image_id, rel in enumerate(table.relpaths):
-        image = read_image(os.path.join(root, rel))
-        rec = table.fetch(np.full(m, image_id), np.arange(m))
-        for crop in range(m):
-            pending.append(replay_tensor(image, rec["box"][crop], rec["flags"][crop], size, interp, mean, std))
-            rows.append(image_id * m + crop)
-            if len(pending) == batch_size:
-                flush()
-    if pending:
-        flush()
+    for crops in loader:
+        for start in range(0, len(crops), batch_size):
+            x = crops[start:start + batch_size].to(device)
+            with torch.no_grad(), autocast(prec, device):
+                f = torch.nn.functional.normalize(encoder(x).float(), dim=-1).cpu().numpy()
+            if out is None:
+                out = np.empty((table.num_images * m, f.shape[1]), dtype=dtype)
+            out[row:row + len(f)] = f
+            row += len(f)
+            if bar:
+                bar.update(len(f))
     if bar:
         bar.close()
     return out
@@ -218,6 +231,8 @@ def build_parser():
                         help="crops per student forward pass (default 256 on GPU, 32 on CPU; see ril_tools.build)")
     parser.add_argument("--dtype", choices=FEATURE_DTYPES, default="float16", help="stored feature dtype")
     parser.add_argument("--device", type=str, default=None, help="cuda / cpu (default: cuda if available)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="image decoding workers (default DATALOADER.NUM_WORKERS, as ril_tools.build)")
     return parser
 
 
@@ -239,7 +254,8 @@ def main(argv=None):
     from ril_tools.build import default_batch_size
 
     batch_size = args.batch_size or default_batch_size(device)
-    feats = compute_features(table, cfg.DATASET.ROOT, cfg, encoder, device, batch_size, args.dtype)
+    feats = compute_features(table, cfg.DATASET.ROOT, cfg, encoder, device, batch_size, args.dtype,
+                             workers=cfg.DATALOADER.NUM_WORKERS if args.workers is None else args.workers)
     entry = store_features(args.table, key, feats)
     print(f"student features written: {os.path.join(args.table, entry['file'])} ({entry['rows']} crops x "
           f"{entry['dim']} {entry['dtype']}, student {key['student']}, {fmt.human_bytes(feats.nbytes)})")

@@ -197,3 +197,28 @@ def test_vision_prompt_base_is_refused(world, tmp_path):
                                                       "TRAINER.FDBPL.CACHED_FEATURES", "True"))
     with pytest.raises(ConfigError, match=re.escape("CACHED_FEATURES True needs BASE CoOp")):
         build_trainer(train.setup_cfg(args))
+
+
+def test_features_do_not_depend_on_loader_workers_or_batch(world, cached_tables, tmp_path):
+    """The crops are decoded and cut in loader workers (DATALOADER.NUM_WORKERS 2 in the config): the same features
+    as in the main process with another forward batch (up to float32 rounding of the other batch size)."""
+    from ril_tools import student_features
+
+    table = str(tmp_path / "ril")
+    shutil.copytree(world["table"], table)
+    for name in os.listdir(table):
+        if name.startswith("student_features"):
+            os.remove(os.path.join(table, name))
+    args = feature_args(world, table, "--dtype", "float32", "DATALOADER.NUM_WORKERS", "0")
+    args[args.index("--batch-size") + 1] = "3"
+    student_features.main(args)
+
+    def features(path):
+        with open(os.path.join(path, fmt.MANIFEST)) as f:
+            entry = json.load(f)["student_features"][0]
+        return np.load(os.path.join(path, entry["file"]))
+
+    main_process, in_workers = features(table), features(cached_tables["float32"])
+    assert main_process.shape == in_workers.shape and main_process.shape[0] > 7
+    np.testing.assert_allclose(main_process, in_workers, rtol=0, atol=1e-6)
+    assert not np.array_equal(main_process[:4], main_process[4:8])  # distinct crops, distinct features
