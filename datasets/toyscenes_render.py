@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from datasets._shapes import TOYSCENES, shape_mask
+from engine.utils import atomic_write_bytes
 
 __all__ = [
     "SHADES", "HUES", "MARKS", "SHAPES", "XSHAPES", "VARIANTS", "CLASSES", "CLASSNAMES", "NUM_BASE",
@@ -321,13 +322,6 @@ def is_generated(root, size=64, train=60, val=10, test=30, seed=0, variant="clea
         return False
 
 
-def _write_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def generate(root, size=64, train=60, val=10, test=30, seed=0, variant="clean", verbose=True):
     """Write one ToyScenes variant under ``root/<folder>`` (skipped if already there with these arguments)."""
     if size < 32 or size % 8 or min(train, val, test) < 1:
@@ -361,8 +355,9 @@ def generate(root, size=64, train=60, val=10, test=30, seed=0, variant="clean", 
         img.save(os.path.join(image_dir, relpath), format="JPEG", quality=92)
         split[split_name].append([relpath, label, names[label]])
 
-    _write_text(os.path.join(dataset_dir, split_file), json.dumps(split, indent=4, separators=(",", ": ")))
-    _write_text(os.path.join(dataset_dir, MANIFEST_FILE), json.dumps(_manifest(args), indent=4))
+    atomic_write_bytes(os.path.join(dataset_dir, split_file),
+                       json.dumps(split, indent=4, separators=(",", ": ")).encode("utf-8"))
+    atomic_write_bytes(os.path.join(dataset_dir, MANIFEST_FILE), json.dumps(_manifest(args), indent=4).encode("utf-8"))
     if verbose:
         print(f"Generated ToyScenes {variant} ({len(names)} classes, {len(names) * (train + val + test)} images "
               f"of {size}px) at {dataset_dir}")

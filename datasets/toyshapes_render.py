@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from datasets._shapes import TOYSHAPES, shape_mask
+from engine.utils import atomic_write_bytes
 
 __all__ = [
     "COLOURS",
@@ -159,13 +160,6 @@ def is_generated(root, size=64, train=40, val=10, test=30, seed=0):
         return False
 
 
-def _write_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def generate(root, size=64, train=40, val=10, test=30, seed=0, verbose=True):
     """Write ToyShapes under ``root/toyshapes`` (skipped if already generated with these arguments).
 
@@ -201,9 +195,10 @@ def generate(root, size=64, train=40, val=10, test=30, seed=0, verbose=True):
         img.save(os.path.join(image_dir, relpath), format="JPEG", quality=92)
         split[split_name].append([relpath, label, CLASSNAMES[label]])
 
-    _write_text(os.path.join(dataset_dir, SPLIT_FILE), json.dumps(split, indent=4, separators=(",", ": ")))
+    atomic_write_bytes(os.path.join(dataset_dir, SPLIT_FILE),
+                       json.dumps(split, indent=4, separators=(",", ": ")).encode("utf-8"))
     # The manifest goes last: its presence means the generation is complete.
-    _write_text(os.path.join(dataset_dir, MANIFEST_FILE), json.dumps(_manifest(args), indent=4))
+    atomic_write_bytes(os.path.join(dataset_dir, MANIFEST_FILE), json.dumps(_manifest(args), indent=4).encode("utf-8"))
     if verbose:
         n = len(CLASSES) * (train + val + test)
         print(f"Generated ToyShapes ({len(CLASSES)} classes, {n} images of {size}px) at {dataset_dir}")

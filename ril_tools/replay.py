@@ -237,12 +237,15 @@ def _one_line_loader_class():
     return RilLoader
 
 
-def build_ril_loader(cfg, data_source, table, seed, features=None, crops_per_image=1):
-    """The FDBPL training loader: :class:`RilReplayDataset` + :class:`EpochSampler` (``seed`` drives both).
+def build_ril_loader(cfg, data_source, table, seed=None, features=None, crops_per_image=1):
+    """The training loader of every table-fed method: :class:`RilReplayDataset` + :class:`EpochSampler`
+    (``seed`` drives both; default the run's ``SEED``, or a random one when it is negative).
 
     ``DATALOADER.TRAIN_X.SAMPLER SequentialSampler`` keeps the image order fixed; anything else shuffles.
     The last partial batch is kept (no few-shot image is skipped).
     """
+    if seed is None:
+        seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
     dataset = RilReplayDataset(cfg, data_source, table, seed, features, crops_per_image)
     shuffle = cfg.DATALOADER.TRAIN_X.SAMPLER != "SequentialSampler"
     workers = int(cfg.DATALOADER.NUM_WORKERS)

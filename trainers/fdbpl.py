@@ -190,10 +190,9 @@ class FdbplMixin:
         cfg = self.cfg
         train_x = self.dm.dataset.train_x
         self.ril_table = open_ril_table(cfg, train_x, self.dm.dataset.classnames)
-        seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
         features = self.open_cached_features() if self.cached_features else None
-        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, seed, features,
-                                               int(cfg.TRAINER.FDBPL.CROPS_PER_IMAGE))
+        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, features=features,
+                                               crops_per_image=int(cfg.TRAINER.FDBPL.CROPS_PER_IMAGE))
         t = self.ril_table
         print(f"RIL table {t.path}: {t.num_images} images x {t.num_crops} crops, K={t.k}, C={t.num_classes}, "
               f"teacher {t.teacher.get('name')}; labels densified as {cfg.TRAINER.FDBPL.LABEL_MODE}; "

@@ -64,8 +64,7 @@ class RilTeacherMixin:
         cfg = self.cfg
         train_x = self.dm.dataset.train_x
         self.ril_table = open_ril_table(cfg, train_x, self.dm.dataset.classnames, node="KDPL")
-        seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
-        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table, seed)
+        self.train_loader_x = build_ril_loader(cfg, train_x, self.ril_table)
         self.concept_names, self.k_max = list(self.dm.dataset.classnames), None
         self.on_teacher_ready(self.concept_names)  # the same hook as with an online teacher
         t = self.ril_table

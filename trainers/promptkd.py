@@ -232,9 +232,8 @@ class PromptKD(ClipPromptTrainer):
         train_x = self.dm.dataset.train_x
         table = open_ril_table(cfg, train_x, self.dm.dataset.classnames, node="PROMPTKD")
         check_prompted_table_teacher(cfg, table.manifest, teacher.describe(), teacher.prompts)
-        seed = cfg.SEED if cfg.SEED >= 0 else int(torch.randint(0, 2**31 - 1, ()).item())
         self.ril_table = table
-        self.train_loader_x = build_ril_loader(cfg, train_x, table, seed)
+        self.train_loader_x = build_ril_loader(cfg, train_x, table)
         print(f"PromptKD teacher targets from RIL table {table.path}: {table.num_images} images x "
               f"{table.num_crops} crops, all {table.num_classes} classes; the teacher's image tower is not run")
 
