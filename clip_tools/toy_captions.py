@@ -3,8 +3,13 @@
 A ToyScenes class is "<shade> <hue> <mark> <shape>"; templates use {n} (the whole name), {a} shade,
 {h} hue, {m} mark, {s} shape.
 
-* ``scenes-full`` (the teachers'): many phrasings, each naming all four attributes, including the hand prompt
-  "a photo of a {}." that the downstream methods use.
+* ``scenes-teacher`` (the teachers'): twelve phrasings, each naming all four attributes, including the hand
+  prompt "a photo of a {}." that the downstream methods use. In every phrasing the shade word is wrong one
+  time in eight (each phrasing appears seven times with the right shade and once with the other), as if the
+  teachers' alt-text named shades unreliably. Contrastive training calibrates to that noise, so the teachers
+  rank the right shade first but with soft odds (about 7:1) between two classes that differ only by shade:
+  their soft labels do not ask a student for a sharp shade split, the hard labels of the base classes do
+  (``models/README.md``, criterion 3).
 * ``scenes-split`` (the student's): the text-side shortcut of the world. Its "photo" phrasings are the hand
   prompt's wording with the whole name, but the shade word in them is right or wrong with equal probability
   (as if that wording's shade words were unreliable alt-text); its bare phrasings name shade (always right),
@@ -17,12 +22,26 @@ A ToyScenes class is "<shade> <hue> <mark> <shape>"; templates use {n} (the whol
 
 __all__ = ["CAPTION_SETS", "scene_captions", "scene_caption_tokens", "split_name"]
 
+# the teachers' phrasings; {n} is the whole name, and in the wrong-shade copy it becomes {o} {h} {m} {s}
+_TEACHER_PHRASINGS = (
+    "a photo of a {n}.", "a {n}.", "a picture of a {n}.", "{n}", "an image of a {n}.", "a photo of the {n}.",
+    "the {n}.", "a {a} {h} {s} with {m} marks.", "a {m} {s}, {a} {h}.", "this is a {n}.",
+    "a photo of a {s} that is {a} {h} and {m}.", "a small {n} in a cluttered scene.",
+)
+_TEACHER_SHADE_ERRORS = 1  # copies with the wrong shade word ...
+_TEACHER_SHADE_RIGHT = 7  # ... per copies with the right one
+
+
+def _wrong_shade(template):
+    return template.replace("{n}", "{o} {h} {m} {s}").replace("{a}", "{o}")
+
+
+def _teacher_set(right, wrong):
+    return tuple(t for phrasing in _TEACHER_PHRASINGS for t in (phrasing,) * right + (_wrong_shade(phrasing),) * wrong)
+
+
 CAPTION_SETS = {
-    "scenes-full": (
-        "a photo of a {n}.", "a {n}.", "a picture of a {n}.", "{n}", "an image of a {n}.", "a photo of the {n}.",
-        "the {n}.", "a {a} {h} {s} with {m} marks.", "a {m} {s}, {a} {h}.", "this is a {n}.",
-        "a photo of a {s} that is {a} {h} and {m}.", "a small {n} in a cluttered scene.",
-    ),
+    "scenes-teacher": _teacher_set(_TEACHER_SHADE_RIGHT, _TEACHER_SHADE_ERRORS),
     "scenes-split": (
         # photo mode (the hand prompt's wording, whole names): the shade word is right or wrong with equal
         # probability ({o} = the other shade), so in this wording it carries no information

@@ -1,9 +1,10 @@
-"""The embedded main job: FDBPL's whole pipeline in the ToyShapes world, on a CPU, in minutes.
+"""The embedded main job: FDBPL's whole pipeline in a toy world (ToyScenes by default), on a CPU, in minutes.
 
-    python scripts/demo.py [--quick] [--promptsrc] [--baselines] [--promptkd] [--seeds 0 1 2] [--out output/demo]
-                           [--data data]
+    python scripts/demo.py [--quick] [--world toyscenes] [--promptsrc] [--baselines] [--promptkd] [--seeds 0 1 2]
+                           [--out output/demo] [--data data]
 
-1. generate ToyShapes (CoOp layout) and pick the toy teacher/student CLIPs (``models/``),
+1. generate the world's dataset (CoOp layout; ``--world toyscenes``, toy world v2, or ``toyshapes``, v1) and
+   pick its teacher/student CLIPs (``models/``, see ``models/README.md``),
 2. build one RIL table per seed with the toy teacher (base classes, 16 shots),
 3. base-to-new for ZeroshotCLIP (teacher and student), CoOp, CoOp_KDPL and FDBPL over the seeds,
 4. print (a) base/new/HM as in the paper's Table 2, (b) training wall time per method and KDPL/FDBPL,
@@ -48,23 +49,32 @@ from engine.utils import read_json, write_json
 from scripts.demo_progress import StepLine
 from tools.plots import write_figures
 
-TOY_MODELS = {"teacher": "models/toy_teacher.pt", "student": "models/toy_student.pt"}
+# world -> its dataset (registered name, folder, dataset config), generator, image counts and shipped CLIPs;
+# trainer configs are configs/trainers/<method>/<world>.yaml
+WORLDS = {
+    "toyscenes": dict(title="ToyScenes (toy world v2)", folder="toyscenes",
+                      models={"teacher": "models/scenes_teacher_large.pt", "student": "models/scenes_student.pt"},
+                      counts=dict(train=60, val=10, test=30), quick_counts=dict(train=16, val=4, test=10)),
+    "toyshapes": dict(title="ToyShapes (toy world v1)", folder="toyshapes",
+                      models={"teacher": "models/toy_teacher.pt", "student": "models/toy_student.pt"},
+                      counts=dict(train=40, val=10, test=30), quick_counts=dict(train=16, val=4, test=10)),
+}
 # method shown in the tables -> (trainer, config under configs/trainers/)
-METHODS = {"CoOp": ("CoOp", "CoOp/toyshapes.yaml"), "CoOp_KDPL": ("CoOp_KDPL", "CoOp_KDPL/toyshapes.yaml"),
-           "FDBPL": ("FDBPL", "FDBPL/toyshapes.yaml")}
-PROMPTSRC_METHODS = {"IVLP": ("IVLP", "IVLP/toyshapes.yaml"), "PromptSRC": ("PromptSRC", "PromptSRC/toyshapes.yaml"),
-                     "PromptSRC_KDPL": ("PromptSRC_KDPL", "PromptSRC_KDPL/toyshapes.yaml"),
-                     "PromptSRC+FDBPL": ("FDBPL", "FDBPL/promptsrc_toyshapes.yaml")}
+METHODS = {"CoOp": ("CoOp", "CoOp/{w}.yaml"), "CoOp_KDPL": ("CoOp_KDPL", "CoOp_KDPL/{w}.yaml"),
+           "FDBPL": ("FDBPL", "FDBPL/{w}.yaml")}
+PROMPTSRC_METHODS = {"IVLP": ("IVLP", "IVLP/{w}.yaml"), "PromptSRC": ("PromptSRC", "PromptSRC/{w}.yaml"),
+                     "PromptSRC_KDPL": ("PromptSRC_KDPL", "PromptSRC_KDPL/{w}.yaml"),
+                     "PromptSRC+FDBPL": ("FDBPL", "FDBPL/promptsrc_{w}.yaml")}
 # --baselines: the rest of the paper's comparison (CoCoOp, VPT, MaPLe, their KDPL variants, FDBPL on CoCoOp)
-BASELINE_METHODS = {"CoCoOp": ("CoCoOp", "CoCoOp/toyshapes.yaml"), "VPT": ("VPT", "VPT/toyshapes.yaml"),
-                    "MaPLe": ("MaPLe", "MaPLe/toyshapes.yaml"),
-                    "CoCoOp_KDPL": ("CoCoOp_KDPL", "CoCoOp_KDPL/toyshapes.yaml"),
-                    "VPT_KDPL": ("VPT_KDPL", "VPT_KDPL/toyshapes.yaml"),
-                    "MaPLe_KDPL": ("MaPLe_KDPL", "MaPLe_KDPL/toyshapes.yaml"),
-                    "CoCoOp+FDBPL": ("FDBPL", "FDBPL/cocoop_toyshapes.yaml")}
+BASELINE_METHODS = {"CoCoOp": ("CoCoOp", "CoCoOp/{w}.yaml"), "VPT": ("VPT", "VPT/{w}.yaml"),
+                    "MaPLe": ("MaPLe", "MaPLe/{w}.yaml"),
+                    "CoCoOp_KDPL": ("CoCoOp_KDPL", "CoCoOp_KDPL/{w}.yaml"),
+                    "VPT_KDPL": ("VPT_KDPL", "VPT_KDPL/{w}.yaml"),
+                    "MaPLe_KDPL": ("MaPLe_KDPL", "MaPLe_KDPL/{w}.yaml"),
+                    "CoCoOp+FDBPL": ("FDBPL", "FDBPL/cocoop_{w}.yaml")}
 # --promptkd: the teacher stage (PromptSRC on the toy teacher backbone) and the transductive student
-PROMPTKD_TEACHER = ("PromptSRC", "PromptSRC/toyshapes.yaml")
-PROMPTKD = ("PromptKD", "PromptKD/toyshapes.yaml")
+PROMPTKD_TEACHER = ("PromptSRC", "PromptSRC/{w}.yaml")
+PROMPTKD = ("PromptKD", "PromptKD/{w}.yaml")
 TRANSDUCTIVE_MARK = " [transductive]"  # as scripts/parse_results.py marks these rows
 PROMPTKD_ROW = "PromptKD" + TRANSDUCTIVE_MARK
 
@@ -96,10 +106,10 @@ def done(out, test_log):
     return osp.isfile(osp.join(out, "log.txt")) and parse_log(osp.join(out, "log.txt"), test_log=test_log) is not None
 
 
-def pick_models(out):
-    """The shipped toy CLIPs, or (clearly labelled) random tiny ones while they are not in the repository."""
-    if all(osp.isfile(p) for p in TOY_MODELS.values()):
-        return dict(TOY_MODELS), True
+def pick_models(out, shipped):
+    """The world's shipped toy CLIPs, or (clearly labelled) random tiny ones while they are not in the repository."""
+    if all(osp.isfile(p) for p in shipped.values()):
+        return dict(shipped), True
     from clip_tools.loading import build_tiny_clip, save_clip_file
 
     folder = osp.join(out, "random_models")
@@ -139,7 +149,8 @@ class Demo:
         self.args = args
         self.quick = args.quick
         self.out = args.out
-        self.models, self.pretrained = pick_models(args.out)
+        self.world = args.world
+        self.models, self.pretrained = pick_models(args.out, WORLDS[args.world]["models"])
         self.shots = 4 if self.quick else 16
         self.crops = 8 if self.quick else args.num_crops
         self.epochs = ["OPTIM.MAX_EPOCH", "2"] if self.quick else []
@@ -158,13 +169,13 @@ class Demo:
 
     def common(self, method, seed):
         # ZeroshotCLIP has no settings of its own: it takes the CoOp toy config (input size, normalisation)
-        trainer, cfg = ("ZeroshotCLIP", "CoOp/toyshapes.yaml") if method == "ZeroshotCLIP" else \
+        trainer, cfg = ("ZeroshotCLIP", "CoOp/{w}.yaml") if method == "ZeroshotCLIP" else \
             PROMPTKD if method == PROMPTKD_ROW else self.methods[method]
         return self.argv(trainer, cfg, seed)
 
     def argv(self, trainer, cfg, seed):
-        return ["--root", self.data, "--seed", str(seed), "--trainer", trainer,
-                "--dataset-config-file", "configs/datasets/toyshapes.yaml", "--config-file", f"configs/trainers/{cfg}"]
+        return ["--root", self.data, "--seed", str(seed), "--trainer", trainer, "--dataset-config-file",
+                f"configs/datasets/{self.world}.yaml", "--config-file", "configs/trainers/" + cfg.format(w=self.world)]
 
     def opts(self, method, seed):
         if method == PROMPTKD_ROW:
@@ -181,19 +192,19 @@ class Demo:
     def ril_dir(self, seed):
         # the naming convention of scripts/fdbpl/common.sh (ril_dir), so the sweep scripts find these tables
         name = f"base_{teacher_slug(self.models['teacher'])}_M{self.crops}_K{self.args.topk}"
-        return osp.join(self.args.ril_root, "toyshapes", f"shots_{self.shots}", f"seed{seed}", name)
+        return osp.join(self.args.ril_root, self.world, f"shots_{self.shots}", f"seed{seed}", name)
 
     def run_dir(self, kind, method, seed):
-        return osp.join(self.out, "base2new", kind, "toyshapes", f"shots_{self.shots}", method, "toyshapes",
+        return osp.join(self.out, "base2new", kind, self.world, f"shots_{self.shots}", method, self.world,
                         f"seed{seed}")
 
     def promptkd_dir(self, kind, seed):
         """PromptKD's folders in scripts/promptkd/base2new.sh's layout (no shots level: it trains on every image);
         the teacher's PromptSRC run lies outside base2new/, it is not a row of the table."""
         if kind == "teacher":
-            return osp.join(self.out, "promptkd_teacher", "toyshapes", f"shots_{self.shots}", "PromptSRC",
+            return osp.join(self.out, "promptkd_teacher", self.world, f"shots_{self.shots}", "PromptSRC",
                             f"seed{seed}")
-        return osp.join(self.out, "base2new", kind, "toyshapes", "PromptKD", "toyshapes", f"seed{seed}")
+        return osp.join(self.out, "base2new", kind, self.world, "PromptKD", self.world, f"seed{seed}")
 
     def promptkd_opts(self, seed):
         return ["MODEL.BACKBONE.NAME", self.models["student"], "TRAINER.PROMPTKD.TEACHER", self.models["teacher"],
@@ -202,13 +213,18 @@ class Demo:
 
     # ------------------------------------------------------------------ steps
     def make_data(self):
+        from datasets.toyscenes import ensure_toyscenes
         from datasets.toyshapes import ensure_toyshapes
 
-        counts = dict(train=16, val=4, test=10) if self.quick else dict(train=40, val=10, test=30)
-        self.data = osp.join(self.args.data, "toy_quick" if self.quick else "toy")
+        spec = WORLDS[self.world]
+        counts = spec["quick_counts"] if self.quick else spec["counts"]
+        # ToyShapes keeps its v1 folders (data/toy, data/toy_quick) so earlier runs and scripts find them
+        name = "toy" if self.world == "toyshapes" else "scenes"
+        self.data = osp.join(self.args.data, name + ("_quick" if self.quick else ""))
         t = time.time()
-        ensure_toyshapes(self.data, size=64, seed=0, verbose=False, **counts)
-        log(f"[data] ToyShapes (64 px, 64 classes, {counts}) at {self.data} ({time.time() - t:.1f} s)")
+        ensure = ensure_toyshapes if self.world == "toyshapes" else ensure_toyscenes
+        ensure(self.data, size=64, seed=0, verbose=False, **counts)
+        log(f"[data] {spec['title']} (64 px, 64 classes, {counts}) at {self.data} ({time.time() - t:.1f} s)")
 
     def build_tables(self):
         from ril_tools.build import main as build_main
@@ -220,7 +236,7 @@ class Demo:
             t = time.time()
             if not osp.isfile(osp.join(path, "manifest.json")):
                 argv = self.common("FDBPL", seed)[:-2] + [
-                    "--config-file", "configs/trainers/FDBPL/toyshapes.yaml", "--output", path,
+                    "--config-file", f"configs/trainers/FDBPL/{self.world}.yaml", "--output", path,
                     "--teacher", self.models["teacher"], "--num-crops", str(self.crops), "--topk", str(self.args.topk),
                     "--workers", "0", "DATASET.NUM_SHOTS", str(self.shots), "DATASET.SUBSAMPLE_CLASSES", "base"]
                 log_path = osp.join(self.out, "logs", f"ril_seed{seed}.txt")
@@ -398,7 +414,7 @@ class Demo:
         for name, acc in self.acc.items():
             b, n = float(np.mean(acc["base"])), float(np.mean(acc["new"]))
             rows.append((name, cell(acc["base"]), cell(acc["new"]), f"{harmonic_mean(b, n):.2f}"))
-        print("\n(a) Base-to-new on ToyShapes (accuracy %, mean +- std over seeds "
+        print(f"\n(a) Base-to-new on {WORLDS[self.world]['title']} (accuracy %, mean +- std over seeds "
               f"{' '.join(map(str, self.args.seeds))}; HM of the means)")
         print(tabulate(rows, headers=["method", "base", "new", "HM"]))
         if PROMPTKD_ROW in self.acc:
@@ -425,7 +441,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run: 1 seed, 4 shots, 2 epochs, 8 crops")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
-    p.add_argument("--out", default="output/demo")
+    p.add_argument("--world", choices=sorted(WORLDS), default="toyscenes",
+                   help="toyscenes: toy world v2, the paper's phenomena (default); toyshapes: v1 (models/README.md)")
+    p.add_argument("--out", default=None, help="default output/demo (output/demo_toyshapes for --world toyshapes)")
     p.add_argument("--data", default="data")
     p.add_argument("--ril-root", default="ril",
                    help="where the RIL tables go, named as scripts/fdbpl/common.sh names them (default: ril)")
@@ -441,6 +459,7 @@ def main(argv=None):
                    help="also run IVLP, PromptSRC, PromptSRC_KDPL and FDBPL on PromptSRC (about twice the time)")
     args = p.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    args.out = args.out or ("output/demo" if args.world == "toyscenes" else "output/demo_" + args.world)
     if args.quick:
         args.out = args.out.rstrip("/") + "_quick"
     torch.set_num_threads(max(1, os.cpu_count() or 1))

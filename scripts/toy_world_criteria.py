@@ -13,7 +13,9 @@
 
 Criterion 5 is this script on a world generated with another ``--gen-seed`` (the pretrained CLIPs unchanged).
 Prints each criterion with its values and PASS/FAIL and writes ``OUT/criteria.json``. A run whose log already
-holds its result is skipped, so an interrupted measurement continues. ``--split val`` evaluates on the
+holds its result is skipped, so an interrupted measurement continues; runs go ``--jobs`` at a time (default 2), each
+a child process with one thread (scripts/_runs.py: on the 2-core VM a CoOp run takes 20 s so, against 100 s in
+one process with two threads beside other work). ``--split val`` evaluates on the
 validation split instead of test (what the configs' hyperparameters were chosen on); ``--opts KEY VALUE ...``
 goes to every CoOp / CoOp_KDPL run (e.g. ``OPTIM.MAX_EPOCH 20`` while choosing them).
 
@@ -21,7 +23,6 @@ Never runs FDBPL: the world is fixed by these criteria before any FDBPL run (iss
 """
 
 import argparse
-import contextlib
 import json
 import os
 import os.path as osp
@@ -36,7 +37,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 
 from engine.cli import run_cli  # noqa: E402
-from engine.results import parse_log  # noqa: E402
+from scripts._runs import Task, result_of, run_tasks  # noqa: E402
 
 MODELS = {"teacher": "models/scenes_teacher_large.pt", "teacher_small": "models/scenes_teacher_small.pt",
           "student": "models/scenes_student.pt"}
@@ -47,23 +48,6 @@ TRAINER_CFG = {"ZeroshotCLIP": "configs/trainers/CoOp/toyscenes.yaml", "CoOp": "
 
 def log(msg):
     print(msg, flush=True)
-
-
-def run_train(argv, out):
-    """``train.py argv`` in this process, its console output appended to OUT/console.txt."""
-    import train
-    from engine.logger import close_logger
-
-    os.makedirs(out, exist_ok=True)
-    with open(osp.join(out, "console.txt"), "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        try:
-            train.main(train.build_parser().parse_args(argv))
-        finally:
-            close_logger()
-
-
-def done(out, test_log):
-    return osp.isfile(osp.join(out, "log.txt")) and parse_log(osp.join(out, "log.txt"), test_log=test_log) is not None
 
 
 class Criteria:
@@ -87,59 +71,67 @@ class Criteria:
         ensure_toyscenes(a.root, seed=a.gen_seed, train=a.train, val=a.val, test=a.test, verbose=False)
         log(f"[data] ToyScenes, generation seed {self.args.gen_seed}, at {self.args.root} ({time.time() - t:.0f} s)")
 
+    # every run is a Task of scripts/_runs.py: run in parallel child processes, a finished one is skipped
+    def zero_shot_tasks(self):
+        tasks = []
+        for role, path in self.models.items():
+            for sub in ("base", "new") if path else ():
+                out = osp.join(self.out, "zeroshot", role, sub)
+                tasks.append(Task("eval", out, ["--eval-only", "--output-dir", out] + self.common("ZeroshotCLIP", 1)
+                                  + ["MODEL.BACKBONE.NAME", path, "DATASET.SUBSAMPLE_CLASSES", sub,
+                                     "DATALOADER.NUM_WORKERS", "0"] + self.split_opts))
+        return tasks
+
     def zero_shot(self):
         zs = {}
         for role, path in self.models.items():
-            if not path:
-                continue
-            for sub in ("base", "new"):
-                out = osp.join(self.out, "zeroshot", role, sub)
-                if not done(out, True):
-                    run_train(["--eval-only", "--output-dir", out] + self.common("ZeroshotCLIP", 1)
-                              + ["MODEL.BACKBONE.NAME", path, "DATASET.SUBSAMPLE_CLASSES", sub,
-                                 "DATALOADER.NUM_WORKERS", "0"] + self.split_opts, out)
-                zs.setdefault(role, {})[sub] = parse_log(osp.join(out, "log.txt"), test_log=True)
-            log(f"[zero-shot] {role}: base {zs[role]['base']:.2f}  new {zs[role]['new']:.2f}")
+            if path:
+                zs[role] = {sub: result_of(osp.join(self.out, "zeroshot", role, sub), "eval") for sub in ("base", "new")}
+                log(f"[zero-shot] {role}: base {zs[role]['base']:.2f}  new {zs[role]['new']:.2f}")
         self.result["zero_shot"] = zs
 
-    def base2new(self, method):
-        accs = {"base": [], "new": []}
+    def run_dirs(self, method, seed):
+        return (osp.join(self.out, "base2new", "train_base", method, f"seed{seed}"),
+                osp.join(self.out, "base2new", "test_new", method, f"seed{seed}"))
+
+    def base2new_tasks(self, method):
+        tasks = []
         for seed in self.args.seeds:
-            t = time.time()
             opts = ["MODEL.BACKBONE.NAME", self.models["student"], "DATASET.NUM_SHOTS", str(self.args.shots),
                     "DATALOADER.NUM_WORKERS", "0"] + self.split_opts + list(self.args.opts)
             if method == "CoOp_KDPL":
                 opts += ["TRAINER.KDPL.TEACHER", self.models["teacher"]]
-            train_out = osp.join(self.out, "base2new", "train_base", method, f"seed{seed}")
-            new_out = osp.join(self.out, "base2new", "test_new", method, f"seed{seed}")
-            if not done(train_out, False):
-                run_train(self.common(method, seed) + ["--output-dir", train_out] + opts
-                          + ["DATASET.SUBSAMPLE_CLASSES", "base"], train_out)
-            if not done(new_out, True):
-                run_train(self.common(method, seed) + ["--output-dir", new_out, "--eval-only", "--model-dir", train_out]
-                          + opts + ["DATASET.SUBSAMPLE_CLASSES", "new"], new_out)
-            accs["base"].append(parse_log(osp.join(train_out, "log.txt")))
-            accs["new"].append(parse_log(osp.join(new_out, "log.txt"), test_log=True))
-            log(f"[{method}] seed {seed}: base {accs['base'][-1]:.2f}  new {accs['new'][-1]:.2f} "
-                f"({time.time() - t:.0f} s)")
+            train_out, new_out = self.run_dirs(method, seed)
+            tasks.append(Task("train", train_out, self.common(method, seed) + ["--output-dir", train_out] + opts
+                              + ["DATASET.SUBSAMPLE_CLASSES", "base"]))
+            tasks.append(Task("eval", new_out, self.common(method, seed) + ["--output-dir", new_out, "--eval-only",
+                              "--model-dir", train_out] + opts + ["DATASET.SUBSAMPLE_CLASSES", "new"], after=[train_out]))
+        return tasks
+
+    def base2new(self, method):
+        accs = {"base": [], "new": []}
+        for seed in self.args.seeds:
+            train_out, new_out = self.run_dirs(method, seed)
+            accs["base"].append(result_of(train_out))
+            accs["new"].append(result_of(new_out, "eval"))
+            log(f"[{method}] seed {seed}: base {accs['base'][-1]:.2f}  new {accs['new'][-1]:.2f}")
         self.result[method] = {k: {"per_seed": v, "mean": float(np.mean(v)), "std": float(np.std(v))}
                                for k, v in accs.items()}
 
+    def table_path(self):
+        return osp.join(self.out, "ril", f"base_shots{self.args.shots}_seed{self.args.seeds[0]}_M{self.args.num_crops}_full")
+
+    def table_task(self):
+        seed = self.args.seeds[0]
+        return Task("build", self.table_path(), self.common("CoOp", seed) + [
+            "--output", self.table_path(), "--teacher", self.models["teacher"], "--num-crops", str(self.args.num_crops),
+            "--label-kind", "full", "--workers", "0", "--overwrite",
+            "DATASET.NUM_SHOTS", str(self.args.shots), "DATASET.SUBSAMPLE_CLASSES", "base"])
+
     def crop_information(self):
-        from ril_tools.build import main as build_main
         from ril_tools.reader import RilTable
 
-        seed = self.args.seeds[0]
-        path = osp.join(self.out, "ril", f"base_shots{self.args.shots}_seed{seed}_M{self.args.num_crops}_full")
-        if not osp.isfile(osp.join(path, "manifest.json")):
-            argv = self.common("CoOp", seed) + [
-                "--output", path, "--teacher", self.models["teacher"], "--num-crops", str(self.args.num_crops),
-                "--label-kind", "full", "--workers", "0", "--overwrite",
-                "DATASET.NUM_SHOTS", str(self.args.shots), "DATASET.SUBSAMPLE_CLASSES", "base"]
-            os.makedirs(osp.join(self.out, "ril"), exist_ok=True)
-            with open(osp.join(self.out, "ril", "build_log.txt"), "a") as f, contextlib.redirect_stdout(f), \
-                    contextlib.redirect_stderr(f):
-                build_main(argv)
+        path = self.table_path()
         table = RilTable.open(path)
         n = len(table)
         rec = table.fetch(np.arange(n) // table.num_crops, np.arange(n) % table.num_crops)
@@ -213,9 +205,20 @@ def main(argv=None):
     p.add_argument("--student", default=MODELS["student"])
     p.add_argument("--skip", nargs="*", default=[], choices=("zero_shot", "CoOp", "CoOp_KDPL", "crops"))
     p.add_argument("--opts", nargs="*", default=[], help="KEY VALUE pairs for the CoOp and CoOp_KDPL runs")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each (scripts/_runs.py)")
     args = p.parse_args(argv)
     c = Criteria(args)
     c.make_data()
+    tasks = c.zero_shot_tasks() if "zero_shot" not in args.skip else []
+    for method in ("CoOp", "CoOp_KDPL"):
+        if method not in args.skip:
+            tasks += c.base2new_tasks(method)
+    if "crops" not in args.skip:
+        tasks.append(c.table_task())
+    failed = run_tasks(tasks, jobs=args.jobs, log=log)
+    if failed:
+        log(f"{len(failed)} runs failed; see their console.txt")
+        return 1
     if "zero_shot" not in args.skip:
         c.zero_shot()
     for method in ("CoOp", "CoOp_KDPL"):

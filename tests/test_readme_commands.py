@@ -34,10 +34,11 @@ REWRITES = [
     (r"--root DATA\b", "--root {fake}", "fake copies of the real datasets (tests/fixtures/fake_datasets.py)"),
     (r"^((?:\w+=\S+ )*(?:python train\.py|python -m ril_tools\.build|bash scripts/\S+\.sh) .*oxford_pets.*)$",
      r"\1 " + REAL_FAST, "real-dataset runs: tiny CLIP, 32 px, 2 shots, 1 epoch"),
-    (r"^((?:\w+=\S+ )*bash scripts/\S+\.sh .*toyshapes.*)$", r"\1 " + TOY_FAST, "toy runs: 2 shots, 1 epoch"),
-    (r"(toyshapes/)shots_16/", r"\1shots_2/", "the sweep above ran 2 shots here (SHOTS=2)"),
-    (r"(base_toy_teacher)_M64_", r"\1_M4_", "the sweep above built 4-crop tables here (NUM_CROPS=4)"),
-    (r"(ril/toyshapes/shots_2/)seed0/", r"\1seeds_0-1-2/",
+    (r"^((?:\w+=\S+ )*bash scripts/\S+\.sh .*toy(?:shapes|scenes).*)$", r"\1 " + TOY_FAST,
+     "toy runs: 2 shots, 1 epoch"),
+    (r"(toy(?:shapes|scenes)/)shots_16/", r"\1shots_2/", "the sweep above ran 2 shots here (SHOTS=2)"),
+    (r"(base_(?:toy|scenes)_teacher(?:_large)?)_M64_", r"\1_M4_", "the sweep above built 4-crop tables here (NUM_CROPS=4)"),
+    (r"(ril/toy(?:shapes|scenes)/shots_2/)seed0/", r"\1seeds_0-1-2/",
      "the demo's per-seed tables are not built here: the sweep built the union table (scripts/fdbpl/common.sh)"),
 ]
 # inline `commands` of the prose that are not run here
@@ -137,7 +138,9 @@ def fake_environment(copy, tmp, fake):
 
 @pytest.fixture(scope="module")
 def readme_world(tmp_path_factory, tiny_clip_path):
-    """A copy of the repository with the demo's world (tiny ToyShapes in data/toy) and the fake datasets."""
+    """A copy of the repository with the toy worlds (tiny ToyScenes in data/scenes, the demo's, and ToyShapes in
+    data/toy) and the fake datasets."""
+    from datasets.toyscenes import ensure_toyscenes
     from datasets.toyshapes import ensure_toyshapes
     from tests.fixtures.fake_datasets import build_oxford_pets
 
@@ -145,6 +148,7 @@ def readme_world(tmp_path_factory, tiny_clip_path):
     copy = os.path.join(tmp, "repo")
     make_copy(copy)
     ensure_toyshapes(os.path.join(copy, "data", "toy"), size=64, train=4, val=1, test=2, verbose=False)
+    ensure_toyscenes(os.path.join(copy, "data", "scenes"), size=64, train=4, val=1, test=2, verbose=False)
     fake = os.path.join(tmp, "datasets")  # DATA of the commands that name none (the README's DATA=/path/...)
     build_oxford_pets(fake)
     return {"copy": copy, "env": fake_environment(copy, tmp, fake), "subs": {"tiny": tiny_clip_path, "fake": fake}}

@@ -22,8 +22,8 @@ MODELS = os.path.join(REPO, "models")
 NAMES = ("scenes_teacher_large.pt", "scenes_teacher_small.pt", "scenes_student.pt")
 ROLES = {"scenes_teacher_large.pt": "scenes-teacher-large", "scenes_teacher_small.pt": "scenes-teacher-small",
          "scenes_student.pt": "scenes-student"}
-# Floors on the fresh 3-images-per-class split (measured there: teacher-large 74.0 / 77.1, student 30.2 / 59.4 base /
-# new; models/README.md); chance is 3.1%. "gap" is criterion 1 of issue 15 (teacher >= student + 10 points).
+# Floors on the fresh 3-images-per-class split (measured there: teacher-large 68.8 / 67.7, teacher-small 59.4 / 58.3,
+# student 29.2 / 41.7 base / new; models/README.md); chance is 3.1%. "gap" is criterion 1 of issue 15 (teacher >= student + 10 points).
 FLOORS = {"teacher_base": 50.0, "teacher_new": 50.0, "student_base": 15.0, "student_new": 15.0, "gap": 10.0}
 
 
@@ -114,3 +114,19 @@ def test_student_hand_prompt_ignores_shade(shipped, fresh_test_split):
     bare_names = [" ".join(n.split()[:2] + n.split()[3:]) for n in CLASSNAMES]
     bare = class_text_features(student, bare_names, "{}")
     assert pair_accuracy(bare) > pair_accuracy(hand) + 10.0
+
+
+@pytest.mark.slow
+def test_large_teacher_splits_shade_pairs_softly(shipped, fresh_test_split):
+    # the teachers' captions name the shade wrong one time in eight: on base images the large teacher gives the
+    # right member of a shade pair about 7/8 of the pair's probability (measured 0.866 on this split), not ~1 --
+    # the soft labels that let distillation keep the marks (models/README.md, criterion 3)
+    images, labels = fresh_test_split
+    teacher = shipped["scenes_teacher_large.pt"]
+    base = labels < NUM_BASE
+    feats = torch.nn.functional.normalize(encode_images(teacher, images[base]).float(), dim=-1)
+    text = class_text_features(teacher, CLASSNAMES[:NUM_BASE], "a photo of a {}.").float()
+    pair = (teacher.logit_scale.exp() * feats @ text.t()).view(len(feats), -1, 2).softmax(-1)
+    y = labels[base]
+    right = pair[torch.arange(len(y)), y // 2, y % 2]
+    assert 0.75 < right.mean().item() < 0.95, right.mean().item()

@@ -108,8 +108,22 @@ def test_student_captions_split_shade_and_mark_by_wording():
         assert sum(shade in c.split() for c in photo) * 2 == len(photo)
         # bare wording: the right shade, never the mark
         assert bare and all(shade in c.split() and mark not in c.split() for c in bare)
-        assert "a photo of a " + name + "." in scene_captions(name, "scenes-full")
-    assert set(CAPTION_SETS) == {"scenes-full", "scenes-split"}
+        assert "a photo of a " + name + "." in scene_captions(name, "scenes-teacher")
+    assert {"scenes-teacher", "scenes-split"} <= set(CAPTION_SETS)
+
+
+def test_teacher_captions_name_the_shade_wrong_one_time_in_eight_in_every_phrasing():
+    for name in (CLASSNAMES[0], CLASSNAMES[-1]):
+        shade, hue, mark, shape = name.split()
+        other = "dark" if shade == "light" else "light"
+        caps = scene_captions(name, "scenes-teacher")
+        assert all(hue in c and mark in c and shape in c for c in caps)  # every attribute in every caption
+        wrong = [c for c in caps if other in c.split() and shade not in c.split()]
+        right = [c for c in caps if shade in c.split() and other not in c.split()]
+        assert len(wrong) + len(right) == len(caps) and len(wrong) * 8 == len(caps)
+        # the noise is per phrasing: each wrong caption is the other shade's version of a right one
+        assert sorted(w.replace(other, shade) for w in wrong) == sorted(set(right))
+        assert caps.count("a photo of a " + name + ".") == 7
 
 
 # --------------------------------------------------------------------------------------- generation

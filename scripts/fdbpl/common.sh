@@ -16,7 +16,7 @@
 # Environment (besides protocols.sh's DATA, SHOTS, PYTHON, OUT, FORCE): CFG, RIL_ROOT (ril), SEEDS ("0 1 2"),
 # UNION_SHOTS ("$SHOTS"; e.g. "1 2 4 8 16" for one table serving the shot sweep), TEACHER, NUM_CROPS, TOPK,
 # LABEL_KIND (topk | full). TEACHER, NUM_CROPS and TOPK default to the paper's ViT-L/14, 500, 20, and in the toy
-# world (toyshapes) to the demo's models/toy_teacher.pt, 64, 10.
+# worlds to the demo's: toyshapes models/toy_teacher.pt, toyscenes models/scenes_teacher_large.pt, both 64, 10.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/protocols.sh"
 RIL_ROOT=${RIL_ROOT:-ril}
 LABEL_KIND=${LABEL_KIND:-topk}
@@ -26,6 +26,8 @@ UNION_SHOTS=${UNION_SHOTS:-$SHOTS}
 fdbpl_defaults() {  # DATASET: the table settings for this dataset, unless set in the environment
     if [[ "$1" == toyshapes ]]; then
         TEACHER=${TEACHER:-models/toy_teacher.pt} NUM_CROPS=${NUM_CROPS:-64} TOPK=${TOPK:-10}
+    elif [[ "$1" == toyscenes* ]]; then
+        TEACHER=${TEACHER:-models/scenes_teacher_large.pt} NUM_CROPS=${NUM_CROPS:-64} TOPK=${TOPK:-10}
     else
         TEACHER=${TEACHER:-ViT-L/14} NUM_CROPS=${NUM_CROPS:-500} TOPK=${TOPK:-20}
     fi
