@@ -13,7 +13,8 @@ output layout under ``OUT/runs``; a finished run is skipped, so a stopped sweep 
   renderings of the same classes (sketch, night, palette).
 * ``shots`` (Table 3): CoOp vs FDBPL at N = 1, 2, 4, 8, 16 shots, base-to-new.
 * ``labels`` (Table 4): FDBPL with the table's labels Full / MS / MR (K = 10) and MS at K = 5, 10, 20.
-* ``crops`` (Table 5): FDBPL with M = 16, 64, 256 crops per image from the large and the small teacher.
+* ``crops`` (Table 5): FDBPL with M = 16, 64, 256 crops per image (``--crops-list``) from the large and the small
+  teacher.
 * ``ablation`` (Table 6 of RADP / PCD, Figure 10): FDBPL without L_neg, L_diff1, L_diff2, both, and Eq. 13
   mirrored (DIFF1_FORM).
 
@@ -157,7 +158,7 @@ class Sweep:
                         extra=["TRAINER.FDBPL.LABEL_MODE", mode])
         elif name == "crops":
             for teacher in ("teacher", "teacher_small"):
-                for m in (16, 64, 256):
+                for m in self.a.crops_list:
                     default = (teacher, m) == ("teacher", TABLE_M)
                     b2n_row(f"{teacher} M={m}", "FDBPL", tag=None if default else f"{teacher}_M{m}",
                             table=self.table(teacher=teacher, m=m))
@@ -172,7 +173,7 @@ class Sweep:
                 rows.append((f"ZS {role}", {d: ([t.out], "eval") for d, t in zs.items()}))
             for method in XD_ROWS:
                 trainer, config = METHODS[method]
-                table = self.table(sub="all") if trainer == "FDBPL" else None
+                table = self.table(sub="all", m=self.a.xd_crops) if trainer == "FDBPL" else None
                 cols = {d: ([], "train" if d == "clean" else "eval") for d in targets}
                 for seed in seeds:
                     train_out = osp.join(self.runs, "xd", "train_all", "shots_16", method, f"seed{seed}")
@@ -245,6 +246,9 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", choices=B2N_ROWS, default=None, help="b2n: only these rows (tuning)")
     p.add_argument("--opts", nargs="*", default=[],
                    help="KEY VALUE pairs for every training run (tuning: give each setting its own --out)")
+    p.add_argument("--crops-list", type=int, nargs="+", default=[16, 64, 256], help="crops: the M values (Table 5)")
+    p.add_argument("--xd-crops", type=int, default=TABLE_M,
+                   help="xd: crops per image of the all-class table (its 16-shot union covers 64 classes x 3 seeds)")
     p.add_argument("--plan", action="store_true", help="print how many runs each table needs and stop")
     args = p.parse_args(argv)
 

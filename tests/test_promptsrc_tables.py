@@ -93,7 +93,7 @@ def test_every_config_merges_and_is_a_promptsrc_setting():
         cfg = load(path)
         node = cfg.TRAINER.IVLP if "/IVLP/" in path else cfg.TRAINER.PROMPTSRC
         assert (node.N_CTX_TEXT, node.N_CTX_VISION, node.CTX_INIT) == (4, 4, "a photo of a"), path
-        toy = "toyshapes" in path
+        toy = "toyshapes" in path or "toyscenes" in path
         assert cfg.INPUT.SIZE == ((64, 64) if toy else (224, 224)), path
         if not toy:
             assert cfg.MODEL.BACKBONE.NAME in ("ViT-B/16", "ViT-B/32") and cfg.OPTIM.LR == 0.0025, path

@@ -44,6 +44,8 @@ REWRITES = [
 # inline `commands` of the prose that are not run here
 NOT_RUN = {
     "bash scripts/demo.sh --quick": "tests/test_demo.py runs it",
+    "bash scripts/demo.sh --world toyshapes": "the first world's demo; test_demo checks every config and folder it "
+                                              "names, and its code path is the default world's",
     "python -m ril_tools.*": "names the family; its members are run in the blocks",
     "python scripts/parse_results.py --xd": "names the option; tests/test_promptsrc_tables.py runs --xd and --dg",
     "bash scripts/demo.sh --promptsrc": "the full demo takes half an hour; test_demo runs its code path (--quick)",
@@ -51,8 +53,12 @@ NOT_RUN = {
     "bash scripts/fdbpl/toy_ablation.sh": "15 runs of about a minute each",
     "bash scripts/fdbpl/toy_tuning.sh": "13 runs of one to five minutes each",
     "bash scripts/fdbpl/toy_crops.sh TABLE": "9 trainings from a table with student features; test_fdbpl_crops",
-    "python scripts/toy_world_criteria.py --root DATA --gen-seed 0 --out OUT": "about 16 min per world (3 seeds of "
-        "CoOp and CoOp_KDPL, a table build); tests/test_toy_world_criteria.py runs it on a tiny world",
+    "python scripts/toy_world_criteria.py --root data/s0 --gen-seed 0 --seeds 0 1 2 --out output/crit21/g0":
+        "5 min per world (3 seeds of CoOp and CoOp_KDPL, a table build); tests/test_toy_world_criteria.py runs it on "
+        "a tiny world",
+    **{f"python scripts/toy_tables.py --root data/s0 --tables {t}": "a table of the paper over seeds 0-2 (tens of "
+       "training runs); tests/test_toy_tables.py checks the runs each table plans and the summaries"
+       for t in ("b2n", "ablation", "labels", "xd", "crops", "shots")},
     "bash scripts/promptkd/toy.sh SEED": "a teacher and a student training (tens of minutes); test_promptkd runs both",
     "bash scripts/demo.sh --promptkd": "two more trainings per seed; test_demo runs the demo with --promptkd --quick",
     "python scripts/parse_results.py output/promptkd_toy/t16": "reads toy.sh's output; test_parse_overview reads "
@@ -177,8 +183,9 @@ def test_readme_commands_run_in_order(readme_world):
     out = run_commands(readme_world, lines)
     copy = readme_world["copy"]
     # the sweep's FDBPL runs built their table under the shared name, and its parse printed both methods
-    assert os.path.isfile(os.path.join(copy, "ril/toyshapes/shots_2/seeds_0-1-2/base_toy_teacher_M4_K10/manifest.json"))
-    sweep = next(part for part in out.split("=== README block") if "toyshapes: base / new / HM" in part)
+    assert os.path.isfile(os.path.join(copy, "ril/toyscenes/shots_2/seeds_0-1-2/base_scenes_teacher_large_M4_K10/"
+                                             "manifest.json"))
+    sweep = next(part for part in out.split("=== README block") if "toyscenes: base / new / HM" in part)
     assert re.search(r"^CoOp\s+\d+\.\d\d / \d+\.\d\d / \d+\.\d\d", sweep, flags=re.M), sweep
     assert re.search(r"^FDBPL\s+\d+\.\d\d / \d+\.\d\d / \d+\.\d\d", sweep, flags=re.M), sweep
     for command in sorted(INLINE_RUN):

@@ -13,7 +13,8 @@ from scripts.toy_tables import ABLATIONS, B2N_ROWS, SHOTS, TABLES, Sweep
 def sweep(tmp_path):
     args = argparse.Namespace(root="data/x", out=str(tmp_path / "tables"), seeds=[0, 1, 2], split="test",
                               teacher="models/scenes_teacher_large.pt", teacher_small="models/scenes_teacher_small.pt",
-                              student="models/scenes_student.pt", opts=[], methods=None)
+                              student="models/scenes_student.pt", opts=[], methods=None,
+                              crops_list=[16, 64, 256], xd_crops=64)
     return Sweep(args)
 
 
