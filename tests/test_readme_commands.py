@@ -58,7 +58,7 @@ NOT_RUN = {
         "a tiny world",
     **{f"python scripts/toy_tables.py --root data/s0 --tables {t}": "a table of the paper over seeds 0-2 (tens of "
        "training runs); tests/test_toy_tables.py checks the runs each table plans and the summaries"
-       for t in ("b2n", "ablation", "labels", "xd", "crops", "shots")},
+       for t in ("b2n", "ablation", "labels", "xd", "crops", "shots", "xd --xd-crops 16", "crops --crops-list 16 64")},
     "bash scripts/promptkd/toy.sh SEED": "a teacher and a student training (tens of minutes); test_promptkd runs both",
     "bash scripts/demo.sh --promptkd": "two more trainings per seed; test_demo runs the demo with --promptkd --quick",
     "python scripts/parse_results.py output/promptkd_toy/t16": "reads toy.sh's output; test_parse_overview reads "
