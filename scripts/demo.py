@@ -49,13 +49,13 @@ from engine.utils import read_json, write_json
 from scripts.demo_progress import StepLine
 from tools.plots import write_figures
 
-# world -> its dataset (registered name, folder, dataset config), generator, image counts and shipped CLIPs;
+# world (also its dataset folder and config name) -> title, image counts and shipped CLIPs;
 # trainer configs are configs/trainers/<method>/<world>.yaml
 WORLDS = {
-    "toyscenes": dict(title="ToyScenes (toy world v2)", folder="toyscenes",
+    "toyscenes": dict(title="ToyScenes (toy world v2)",
                       models={"teacher": "models/scenes_teacher_large.pt", "student": "models/scenes_student.pt"},
                       counts=dict(train=60, val=10, test=30), quick_counts=dict(train=16, val=4, test=10)),
-    "toyshapes": dict(title="ToyShapes (toy world v1)", folder="toyshapes",
+    "toyshapes": dict(title="ToyShapes (toy world v1)",
                       models={"teacher": "models/toy_teacher.pt", "student": "models/toy_student.pt"},
                       counts=dict(train=40, val=10, test=30), quick_counts=dict(train=16, val=4, test=10)),
 }
